@@ -1,0 +1,254 @@
+//! The acquirer: the one task per lock name that works the store on behalf of
+//! this process's queue of waiters.
+//!
+//! It sends a conditional write when the lock looks free, reads the record at
+//! the poll interval while someone else holds it, and takes over once it has
+//! seen the *same* version for `lease × (1 + drift) + lock_delay`, timed on
+//! its own monotonic clock from after the response that showed the version.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::client::ClientInner;
+use crate::lease::LeaseShared;
+use crate::metrics::Metrics;
+use crate::slot::AcquireSpec;
+use crate::{
+    BackendError, Condition, FencingToken, LockError, LockGuard, LockRecord, TokenUpdate, Version,
+    WriteError, WriteRequest,
+};
+
+/// The most versions of unknown outcome remembered; older ones only delay a
+/// takeover of our own record by one lease, never break safety.
+const MAX_OWN_VERSIONS: usize = 64;
+
+/// A record version this waiter has watched, and since when.
+struct Observation {
+    version: Version,
+    since: Instant,
+    lease: Duration,
+}
+
+enum Next {
+    Write(Condition),
+    Read,
+}
+
+pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version>) {
+    let mut own: Vec<(Version, Instant)> = {
+        let now = inner.clock.now();
+        seed.into_iter().map(|v| (v, now)).collect()
+    };
+    let mut observed: Option<Observation> = None;
+    let mut next = Next::Write(Condition::Vacant);
+    let mut backoff = inner.config.initial_backoff;
+    let mut waited = false;
+    loop {
+        let Some((waiter_id, spec)) = head(&inner, &name) else {
+            return;
+        };
+        let current = match std::mem::replace(&mut next, Next::Read) {
+            Next::Write(condition) => {
+                let takeover = matches!(condition, Condition::VersionIs(_));
+                let version = Version::random();
+                let sent = inner.clock.now();
+                own.push((version.clone(), sent));
+                if own.len() > MAX_OWN_VERSIONS {
+                    own.remove(0);
+                }
+                Metrics::inc(&inner.metrics.acquire_attempts);
+                let request = WriteRequest {
+                    key: name.clone(),
+                    condition,
+                    version,
+                    lease_duration: spec.lease,
+                    host: inner.config.host_identifier.clone(),
+                    token: TokenUpdate::Next {
+                        initial: inner.clock.wall_micros(),
+                    },
+                    payload: spec.payload.clone(),
+                    released: false,
+                };
+                match inner.backend.write(request).await {
+                    Ok(record) => {
+                        if takeover {
+                            Metrics::inc(&inner.metrics.takeovers);
+                            tracing::info!(lock = %name, token = ?record.fencing_token, "took over an expired lease");
+                        }
+                        grant(&inner, &name, waiter_id, &spec, record, sent);
+                        return;
+                    }
+                    Err(WriteError::ConditionFailed { current: Some(c) }) => Ok(Some(c)),
+                    Err(WriteError::ConditionFailed { current: None }) => read(&inner, &name).await,
+                    Err(WriteError::Backend(e)) => Err(e),
+                }
+            }
+            Next::Read => read(&inner, &name).await,
+        };
+        let current = match current {
+            Ok(c) => {
+                backoff = inner.config.initial_backoff;
+                c
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::debug!(lock = %name, error = %e, "store error while acquiring; backing off");
+                fail_try_waiters(&inner, &name, Some(&e));
+                inner.clock.sleep(inner.jitter(backoff)).await;
+                backoff = (backoff * 2).min(inner.config.max_backoff);
+                // Retry the write we were making (a new version each time),
+                // or read again.
+                next = match observed {
+                    Some(ref o) if inner.clock.now() >= o.since + inner.config.takeover_after(o.lease) => {
+                        Next::Write(Condition::VersionIs(o.version.clone()))
+                    }
+                    Some(_) => Next::Read,
+                    None => Next::Write(Condition::Vacant),
+                };
+                continue;
+            }
+            Err(e) => {
+                fail_all(&inner, &name, e);
+                return;
+            }
+        };
+        let now = inner.clock.now();
+        match current {
+            None => next = Next::Write(Condition::Vacant),
+            Some(r) if r.released => next = Next::Write(Condition::Vacant),
+            Some(r) => {
+                if let Some(&(_, sent)) = own.iter().find(|(v, _)| *v == r.version) {
+                    // One of our writes whose response was lost did apply.
+                    Metrics::inc(&inner.metrics.ambiguous_resolved);
+                    tracing::debug!(lock = %name, "an earlier attempt applied; lock is ours");
+                    grant(&inner, &name, waiter_id, &spec, r, sent);
+                    return;
+                }
+                if !waited {
+                    waited = true;
+                    Metrics::inc(&inner.metrics.waits);
+                }
+                fail_try_waiters(&inner, &name, None);
+                set_last_holder(&inner, &name, &r.host);
+                if observed.as_ref().is_none_or(|o| o.version != r.version) {
+                    observed = Some(Observation {
+                        version: r.version.clone(),
+                        since: now,
+                        lease: r.lease_duration,
+                    });
+                }
+                let Some(o) = observed.as_ref() else { continue };
+                let takeover_at = o.since + inner.config.takeover_after(o.lease);
+                let poll_at = now + inner.jitter(inner.config.poll_interval_for(o.lease));
+                if takeover_at <= poll_at {
+                    inner.clock.sleep_until(takeover_at).await;
+                    next = Next::Write(Condition::VersionIs(o.version.clone()));
+                } else {
+                    inner.clock.sleep_until(poll_at).await;
+                    next = Next::Read;
+                }
+            }
+        }
+    }
+}
+
+/// The first live waiter, or `None` after marking the acquirer stopped (no
+/// waiters left, or the client is shut down).
+fn head(inner: &Arc<ClientInner>, name: &str) -> Option<(u64, AcquireSpec)> {
+    let mut slots = inner.slots();
+    let state = slots.get_mut(name)?;
+    if inner.is_closed() {
+        for w in state.waiters.drain(..) {
+            let _ = w.tx.send(Err(LockError::ShutDown));
+        }
+    }
+    state.prune();
+    match state.waiters.front() {
+        Some(w) => Some((w.id, w.spec.clone())),
+        None => {
+            state.acquirer_running = false;
+            inner.ensure_acquirer(&mut slots, name);
+            None
+        }
+    }
+}
+
+async fn read(inner: &Arc<ClientInner>, name: &str) -> Result<Option<LockRecord>, BackendError> {
+    Metrics::inc(&inner.metrics.polls);
+    inner.backend.read(name).await
+}
+
+/// The lock is ours: make the lease, start heartbeats, and give a guard to
+/// the waiter it was acquired for. If that waiter left (or a different one is
+/// now first), dropping the guard releases or hands over to the right one.
+fn grant(
+    inner: &Arc<ClientInner>,
+    name: &str,
+    waiter_id: u64,
+    spec: &AcquireSpec,
+    record: LockRecord,
+    sent: Instant,
+) {
+    Metrics::inc(&inner.metrics.acquired);
+    let lease = Arc::new(LeaseShared::new(
+        inner.next_id(),
+        &record,
+        sent,
+        FencingToken::new(0),
+    ));
+    let waiter = {
+        let mut slots = inner.slots();
+        let state = slots.entry(name.to_owned()).or_default();
+        state.acquirer_running = false;
+        state.holder = Some(lease.clone());
+        state.prune();
+        match state.waiters.front() {
+            Some(w) if w.id == waiter_id && w.spec == *spec => state.waiters.pop_front(),
+            _ => None,
+        }
+    };
+    inner.register(lease.clone());
+    let guard = LockGuard::new(inner.clone(), lease);
+    match waiter {
+        Some(w) => drop(w.tx.send(Ok(Some(guard)))),
+        None => drop(guard),
+    }
+}
+
+fn set_last_holder(inner: &Arc<ClientInner>, name: &str, host: &str) {
+    if let Some(state) = inner.slots().get_mut(name) {
+        if state.last_holder.as_deref() != Some(host) {
+            state.last_holder = Some(host.to_owned());
+        }
+    }
+}
+
+/// `try_acquire` waiters get their answer after the first attempt: busy
+/// (`error == None`) or the store's error.
+fn fail_try_waiters(inner: &Arc<ClientInner>, name: &str, error: Option<&BackendError>) {
+    let mut slots = inner.slots();
+    let Some(state) = slots.get_mut(name) else {
+        return;
+    };
+    let (tries, rest): (Vec<_>, Vec<_>) = state.waiters.drain(..).partition(|w| w.try_once);
+    state.waiters = rest.into();
+    for w in tries {
+        let answer = match error {
+            None => Ok(None),
+            Some(e) => Err(LockError::from_backend(name, "acquire", e.clone())),
+        };
+        let _ = w.tx.send(answer);
+    }
+}
+
+/// A store error retrying cannot fix: every waiter gets it.
+fn fail_all(inner: &Arc<ClientInner>, name: &str, error: BackendError) {
+    tracing::warn!(lock = %name, %error, "acquire failed");
+    let mut slots = inner.slots();
+    if let Some(state) = slots.get_mut(name) {
+        for w in state.waiters.drain(..) {
+            let _ = w.tx.send(Err(LockError::from_backend(name, "acquire", error.clone())));
+        }
+        state.acquirer_running = false;
+    }
+    inner.ensure_acquirer(&mut slots, name);
+}

@@ -1,0 +1,263 @@
+//! The backend trait: a conditional store of lock records.
+//!
+//! This is lynk's "raw lock", in the sense of parking_lot's `RawMutex`: the
+//! small piece a storage system must provide. Everything else (waiting,
+//! heartbeats, takeover, fencing, lost-lease signals, in-process queuing)
+//! lives in [`LockClient`](crate::LockClient) and works with any backend.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{BackendError, FencingToken, LockRecord, Version};
+
+/// What must be true of the stored record for a [`WriteRequest`] to apply.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Condition {
+    /// No record exists under the key.
+    Absent,
+    /// No record exists under the key, **or** the record has `released == true`.
+    Vacant,
+    /// A record exists under the key and its version equals this one. Its
+    /// `released` flag does not matter.
+    VersionIs(Version),
+}
+
+/// How a write sets the record's fencing token.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TokenUpdate {
+    /// Keep the stored token unchanged. If the stored record has no token (or
+    /// there is no stored record), the written record has none either.
+    Keep,
+    /// A new acquisition: the written token is the stored token plus one when
+    /// the stored record exists and has a token, and `initial` otherwise.
+    ///
+    /// The engine passes the wall clock in microseconds as `initial`, so a
+    /// record that was deleted (by a TTL, by `ReleaseMode::Delete`, or
+    /// rewritten by a client that does not know tokens) restarts above every
+    /// token it handed out before, provided acquisitions of one name happen
+    /// less than once per microsecond and hosts' wall clocks do not lag each
+    /// other by more than the time between two acquisitions.
+    Next {
+        /// The token for a record that has none.
+        initial: u64,
+    },
+}
+
+/// A conditional write of a whole record.
+///
+/// If [`condition`](WriteRequest::condition) holds, the stored record for
+/// [`key`](WriteRequest::key) is replaced (or created) by one made of the
+/// request's fields, with the fencing token set as
+/// [`token`](WriteRequest::token) says. Otherwise nothing is written.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct WriteRequest {
+    /// The lock name.
+    pub key: String,
+    /// What must hold for the write to apply.
+    pub condition: Condition,
+    /// The version the written record carries. The engine makes a new one for
+    /// every attempt, which is what lets it resolve ambiguous outcomes.
+    pub version: Version,
+    /// The written record's lease duration.
+    pub lease_duration: Duration,
+    /// The written record's host identifier.
+    pub host: String,
+    /// How the written record's fencing token is computed.
+    pub token: TokenUpdate,
+    /// The written record's payload; `None` removes any stored payload.
+    pub payload: Option<Bytes>,
+    /// The written record's `released` flag.
+    pub released: bool,
+}
+
+impl WriteRequest {
+    /// The record this request stores when applied over `previous`.
+    ///
+    /// Backends that compute the new record themselves (such as in-memory or
+    /// SQL stores) can call this to get the token arithmetic exactly right.
+    pub fn record_over(&self, previous: Option<&LockRecord>) -> LockRecord {
+        let previous_token = previous.and_then(|p| p.fencing_token);
+        let fencing_token = match self.token {
+            TokenUpdate::Keep => previous_token,
+            TokenUpdate::Next { initial } => Some(match previous_token {
+                Some(t) => FencingToken::new(t.get().saturating_add(1)),
+                None => FencingToken::new(initial),
+            }),
+        };
+        LockRecord {
+            key: self.key.clone(),
+            version: self.version.clone(),
+            lease_duration: self.lease_duration,
+            host: self.host.clone(),
+            fencing_token,
+            payload: self.payload.clone(),
+            released: self.released,
+        }
+    }
+}
+
+impl Condition {
+    /// Whether this condition holds for the stored record `current`.
+    pub fn holds_for(&self, current: Option<&LockRecord>) -> bool {
+        match (self, current) {
+            (Condition::Absent, None) | (Condition::Vacant, None) => true,
+            (Condition::Absent, Some(_)) => false,
+            (Condition::Vacant, Some(r)) => r.released,
+            (Condition::VersionIs(_), None) => false,
+            (Condition::VersionIs(v), Some(r)) => &r.version == v,
+        }
+    }
+}
+
+/// Why a conditional [`write`](LockBackend::write) or
+/// [`delete`](LockBackend::delete) did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The condition did not hold; nothing was written.
+    #[error("the lock record did not match the write's condition")]
+    ConditionFailed {
+        /// The stored record at the time of the check, if the store returned
+        /// it with the failure (DynamoDB's `ALL_OLD`). `None` means "not
+        /// returned": the engine then reads the record itself. A backend may
+        /// always return `None`, at the cost of one extra read per conflict.
+        current: Option<LockRecord>,
+    },
+    /// The store failed; see [`BackendError::kind`] for whether the write may
+    /// have applied.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// What a backend can do, so the conformance suite and the engine can adapt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// A failed condition returns the stored record in the same request.
+    pub returns_current_on_conflict: bool,
+    /// The store supports multi-item transactions (used for fenced writes).
+    pub transactions: bool,
+}
+
+impl Capabilities {
+    /// Capabilities with every optional feature off.
+    pub const fn minimal() -> Self {
+        Capabilities {
+            returns_current_on_conflict: false,
+            transactions: false,
+        }
+    }
+
+    /// Sets [`returns_current_on_conflict`](Capabilities::returns_current_on_conflict).
+    pub const fn with_returns_current_on_conflict(mut self, yes: bool) -> Self {
+        self.returns_current_on_conflict = yes;
+        self
+    }
+
+    /// Sets [`transactions`](Capabilities::transactions).
+    pub const fn with_transactions(mut self, yes: bool) -> Self {
+        self.transactions = yes;
+        self
+    }
+}
+
+/// A conditional store of lock records: the one trait a storage system
+/// implements to back lynk.
+///
+/// # Contract
+///
+/// * One store holds at most one [`LockRecord`] per key. Keys are non-empty
+///   UTF-8 strings of at most 2048 bytes.
+/// * [`read`](LockBackend::read) is **strongly consistent**: it sees every
+///   write that completed before it was sent.
+/// * [`write`](LockBackend::write) and [`delete`](LockBackend::delete) are
+///   **atomic compare-and-set** operations on one key: the check of the
+///   condition and the write happen as one step, linearizable with every other
+///   operation on the key.
+/// * On success, `write` returns the record now stored, exactly
+///   [`WriteRequest::record_over`] applied to the previous record.
+/// * When the condition fails, nothing is written and the result is
+///   [`WriteError::ConditionFailed`], carrying the stored record if the store
+///   returned it in the same request (else `None`; the engine will read).
+/// * When the outcome is unknown (a timeout, a lost response), return a
+///   [`BackendError`] of kind
+///   [`OutcomeUnknown`](crate::BackendErrorKind::OutcomeUnknown). The engine
+///   resolves it: every write carries a fresh version, and a later conflict
+///   that shows one of its own versions means the earlier attempt applied.
+///   Retrying the *same* request internally is allowed for the same reason.
+/// * Errors that say nothing was written (throttling, a refused connection)
+///   use [`Throttled`](crate::BackendErrorKind::Throttled) or
+///   [`Unavailable`](crate::BackendErrorKind::Unavailable); the engine backs
+///   off and retries them inside the lease budget.
+///
+/// `lynk_testkit::conformance` checks all of this against any implementation.
+///
+/// # Example
+///
+/// A backend for a `HashMap` behind a mutex (this is essentially
+/// `lynk_testkit::MemoryBackend`):
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use async_trait::async_trait;
+/// use lynk_core::{BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest};
+///
+/// #[derive(Debug, Default)]
+/// struct MapBackend(Mutex<HashMap<String, LockRecord>>);
+///
+/// #[async_trait]
+/// impl LockBackend for MapBackend {
+///     async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
+///         Ok(self.0.lock().unwrap().get(key).cloned())
+///     }
+///     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
+///         let mut map = self.0.lock().unwrap();
+///         let current = map.get(&request.key);
+///         if !request.condition.holds_for(current) {
+///             return Err(WriteError::ConditionFailed { current: current.cloned() });
+///         }
+///         let record = request.record_over(current);
+///         map.insert(request.key.clone(), record.clone());
+///         Ok(record)
+///     }
+///     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
+///         let mut map = self.0.lock().unwrap();
+///         match map.get(key) {
+///             Some(r) if &r.version == expected => { map.remove(key); Ok(()) }
+///             current => Err(WriteError::ConditionFailed { current: current.cloned() }),
+///         }
+///     }
+///     fn capabilities(&self) -> Capabilities {
+///         Capabilities::minimal().with_returns_current_on_conflict(true)
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait LockBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads the record stored under `key`, strongly consistent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Must be cancel safe: dropping the future has no effect on the store.
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError>;
+
+    /// Writes `request` as one compare-and-set; see the trait's contract.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may leave the write applied or not; the engine
+    /// treats that like [`OutcomeUnknown`](crate::BackendErrorKind::OutcomeUnknown).
+    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError>;
+
+    /// Deletes the record under `key` if its version is `expected`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`write`](LockBackend::write).
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError>;
+
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+}

@@ -1,0 +1,238 @@
+//! Client configuration: leases, heartbeats, polling and the safety margins.
+
+use std::time::Duration;
+
+use crate::LockError;
+
+/// The shortest lease lynk accepts.
+pub const MIN_LEASE: Duration = Duration::from_millis(100);
+/// The longest lease lynk accepts (seven days).
+pub const MAX_LEASE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest lock name, in bytes (DynamoDB's limit for a partition key).
+pub const MAX_NAME_BYTES: usize = 2048;
+/// The largest payload, in bytes (DynamoDB items are limited to 400 KB in all).
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// What a release does to the stored record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ReleaseMode {
+    /// Keep the record, marked released, so the next acquisition continues
+    /// its fencing token (the default). A released record is free at once.
+    #[default]
+    KeepRecord,
+    /// Delete the record, as the original Python lynk does. The next
+    /// acquisition restarts the fencing token from the wall clock (see
+    /// [`TokenUpdate::Next`](crate::TokenUpdate::Next)).
+    Delete,
+}
+
+/// Settings of a [`LockClient`](crate::LockClient); build one with
+/// [`LockClient::builder`](crate::LockClient::builder).
+///
+/// # Timing
+///
+/// For a lease `L` written at monotonic instant `t` (taken *before* the write
+/// was sent), with drift allowance `d`:
+///
+/// * heartbeats are sent every `L × heartbeat_fraction`;
+/// * the holder's **safe deadline** is `t + L × (1 − d)`: after it, the
+///   holder can no longer be sure nobody else holds the lock;
+/// * the **lost-lease signal** fires at `t + L × (1 − d − lost_signal_margin)`
+///   if no later heartbeat succeeded, so the holder has
+///   `L × lost_signal_margin` to stop before the safe deadline;
+/// * a waiter that has seen the same record version continuously since
+///   instant `s` (taken *after* the response arrived) may take over at
+///   `s + L × (1 + d) + lock_delay`.
+///
+/// `d` bounds how much faster one host's monotonic clock may run than
+/// another's over one lease. Quartz clocks drift by parts per million; the
+/// default of 1 % also covers NTP slewing and virtual machine migrations. It
+/// does **not** cover a holder that is paused (GC, swap, a stopped VM): no
+/// lease can. Fencing tokens cover that.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Written as `hostIdentifier`; defaults to the machine's host name.
+    pub host_identifier: String,
+    /// The lease of locks created without one (default 20 s, as the original).
+    pub default_lease: Duration,
+    /// Heartbeat period as a fraction of the lease (default 1/3).
+    pub heartbeat_fraction: f64,
+    /// The drift allowance `d` (default 0.01).
+    pub drift_allowance: f64,
+    /// Fraction of the lease between the lost-lease signal and the safe deadline (default 0.1).
+    pub lost_signal_margin: f64,
+    /// How often a waiter reads a held lock (default 1 s, so one waiting client
+    /// costs at most one request per second; shortened to a quarter of the
+    /// holder's lease for short leases, see [`ClientConfig::poll_interval_for`]).
+    pub poll_interval: Duration,
+    /// Extra time a lock stays unavailable after its holder vanished without
+    /// releasing it (default zero). Clean releases are free at once.
+    pub lock_delay: Duration,
+    /// What release does to the record.
+    pub release_mode: ReleaseMode,
+    /// First backoff after a throttled or failed request (default 25 ms);
+    /// doubles up to [`max_backoff`](ClientConfig::max_backoff).
+    pub initial_backoff: Duration,
+    /// Largest backoff (default 1 s).
+    pub max_backoff: Duration,
+    /// Seed for the jitter of polls and backoffs; `None` seeds from the OS.
+    pub jitter_seed: Option<u64>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            host_identifier: default_host_identifier(),
+            default_lease: Duration::from_secs(20),
+            heartbeat_fraction: 1.0 / 3.0,
+            drift_allowance: 0.01,
+            lost_signal_margin: 0.1,
+            poll_interval: Duration::from_secs(1),
+            lock_delay: Duration::ZERO,
+            release_mode: ReleaseMode::KeepRecord,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+            jitter_seed: None,
+        }
+    }
+}
+
+fn default_host_identifier() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .unwrap_or_else(|_| "unknown-host".to_owned())
+}
+
+impl ClientConfig {
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<(), LockError> {
+        validate_lease(self.default_lease)?;
+        if self.host_identifier.is_empty() {
+            return Err(LockError::invalid(
+                "host identifier",
+                "it is empty; leave it unset to use the host name",
+            ));
+        }
+        let fraction_ok = |f: f64| f.is_finite() && f > 0.0 && f < 1.0;
+        if !fraction_ok(self.heartbeat_fraction) {
+            return Err(LockError::invalid(
+                "heartbeat fraction",
+                format!(
+                    "{} is not between 0 and 1 (exclusive); 1/3 is a good value",
+                    self.heartbeat_fraction
+                ),
+            ));
+        }
+        if !(self.drift_allowance.is_finite() && (0.0..0.5).contains(&self.drift_allowance)) {
+            return Err(LockError::invalid(
+                "drift allowance",
+                format!(
+                    "{} is not in [0, 0.5); 0.01 is the default",
+                    self.drift_allowance
+                ),
+            ));
+        }
+        if !fraction_ok(self.lost_signal_margin) {
+            return Err(LockError::invalid(
+                "lost-signal margin",
+                format!(
+                    "{} is not between 0 and 1 (exclusive); 0.1 is the default",
+                    self.lost_signal_margin
+                ),
+            ));
+        }
+        if self.heartbeat_fraction >= 1.0 - self.drift_allowance - self.lost_signal_margin {
+            return Err(LockError::invalid(
+                "heartbeat fraction",
+                "heartbeats must come before the lost-lease signal: keep heartbeat_fraction below 1 - drift_allowance - lost_signal_margin",
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(LockError::invalid(
+                "poll interval",
+                "it is zero; use at least a few milliseconds",
+            ));
+        }
+        if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
+            return Err(LockError::invalid(
+                "backoff",
+                "initial backoff must be positive and no larger than the maximum backoff",
+            ));
+        }
+        Ok(())
+    }
+
+    /// How often to poll a lock whose holder wrote `lease`: the configured
+    /// poll interval, but at least four times per lease so short leases are
+    /// taken over promptly.
+    pub fn poll_interval_for(&self, lease: Duration) -> Duration {
+        self.poll_interval
+            .min(lease / 4)
+            .max(Duration::from_millis(1))
+    }
+
+    /// How long a waiter must see one version before it may take over a lock
+    /// whose record says `lease`: `lease × (1 + d) + lock_delay`.
+    pub fn takeover_after(&self, lease: Duration) -> Duration {
+        lease.mul_f64(1.0 + self.drift_allowance) + self.lock_delay
+    }
+
+    /// Heartbeat period for `lease`.
+    pub fn heartbeat_every(&self, lease: Duration) -> Duration {
+        lease.mul_f64(self.heartbeat_fraction)
+    }
+
+    /// Time from a write's send to the holder's safe deadline: `lease × (1 − d)`.
+    pub fn safe_for(&self, lease: Duration) -> Duration {
+        lease.mul_f64(1.0 - self.drift_allowance)
+    }
+
+    /// Time from a write's send to the lost-lease signal.
+    pub fn signal_after(&self, lease: Duration) -> Duration {
+        lease.mul_f64(1.0 - self.drift_allowance - self.lost_signal_margin)
+    }
+}
+
+pub(crate) fn validate_lease(lease: Duration) -> Result<(), LockError> {
+    if lease < MIN_LEASE || lease > MAX_LEASE {
+        return Err(LockError::invalid(
+            "lease",
+            format!(
+                "{lease:?} is outside [{MIN_LEASE:?}, {MAX_LEASE:?}]; pick a lease a few times longer than a store round trip (lynk heartbeats every third of it)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<(), LockError> {
+    if name.is_empty() {
+        return Err(LockError::invalid(
+            "lock name",
+            "it is empty; give the lock a name such as \"my lock\"",
+        ));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(LockError::invalid(
+            "lock name",
+            format!(
+                "it is {} bytes long; the limit is {MAX_NAME_BYTES} bytes (DynamoDB's key limit); hash long names first",
+                name.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_payload(payload: &[u8]) -> Result<(), LockError> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(LockError::invalid(
+            "payload",
+            format!(
+                "it is {} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes; store large data elsewhere and put its address in the payload",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(())
+}

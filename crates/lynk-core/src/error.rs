@@ -1,0 +1,159 @@
+//! The errors of the lock engine.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::{BackendError, BackendErrorKind};
+
+/// Why a held lease ended without the holder releasing it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// Heartbeats failed or stalled, and the lease reached the point where the
+    /// holder can no longer be sure nobody else holds the lock.
+    HeartbeatsFailed {
+        /// The last heartbeat error, if one was seen (none means they stalled).
+        last_error: Option<String>,
+    },
+    /// Another client's record replaced ours: the lock was taken over, or
+    /// released by an operator.
+    Stolen {
+        /// The host identifier of the record found instead of ours, if any.
+        by: Option<String>,
+    },
+    /// The store reported an error that retrying cannot fix (e.g. the table
+    /// was deleted).
+    BackendFailed {
+        /// The error.
+        error: String,
+    },
+    /// [`LockClient::shutdown`](crate::LockClient::shutdown) released the lock.
+    ClientShutDown,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::HeartbeatsFailed {
+                last_error: Some(e),
+            } => write!(f, "heartbeats failed until the lease ran out (last error: {e})"),
+            LostReason::HeartbeatsFailed { last_error: None } => {
+                f.write_str("heartbeats stalled until the lease ran out")
+            }
+            LostReason::Stolen { by: Some(by) } => write!(f, "the lock was taken over by {by}"),
+            LostReason::Stolen { by: None } => f.write_str("the lock record was removed"),
+            LostReason::BackendFailed { error } => write!(f, "the store failed: {error}"),
+            LostReason::ClientShutDown => f.write_str("the client was shut down"),
+        }
+    }
+}
+
+/// An error from the lock engine.
+///
+/// Match on the variant to learn what happened; call
+/// [`is_retryable`](LockError::is_retryable) to learn whether trying the same
+/// thing again may help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// `acquire` waited as long as it was allowed to and the lock was not granted.
+    #[error("lock {name:?} was not granted within {waited:?} (held by {}); wait longer or find out why the holder keeps it with `lynk describe`", holder.as_deref().unwrap_or("another client"))]
+    NotGranted {
+        /// The lock name.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+        /// The holder's host identifier, if known.
+        holder: Option<String>,
+    },
+    /// The lease was lost: stop touching the protected resource.
+    #[error("lock {name:?} was lost: {reason}; stop using the protected resource and acquire again")]
+    Lost {
+        /// The lock name.
+        name: String,
+        /// Why.
+        reason: LostReason,
+    },
+    /// The store throttled the request and retries within the budget did not succeed.
+    #[error("lock {name:?}: the store is throttling requests ({source}); retry later, or raise the table's capacity")]
+    Throttled {
+        /// The lock name.
+        name: String,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// The store could not be reached.
+    #[error("lock {name:?}: the store is unavailable ({source}); check the endpoint and network, then retry")]
+    Unavailable {
+        /// The lock name.
+        name: String,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// The outcome of a write could not be confirmed.
+    #[error("lock {name:?}: could not confirm whether the {operation} was applied ({source}); the lease will expire on its own if it was")]
+    OutcomeUnknown {
+        /// The lock name.
+        name: String,
+        /// The operation, e.g. "release".
+        operation: &'static str,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// Any other store error (missing table, access denied, ...). The message
+    /// says what to fix.
+    #[error("lock {name:?}: {source}")]
+    Backend {
+        /// The lock name.
+        name: String,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// An argument was invalid; nothing was sent to the store.
+    #[error("invalid {what}: {problem}")]
+    InvalidInput {
+        /// What was invalid, e.g. "lock name".
+        what: &'static str,
+        /// What is wrong and what to do instead.
+        problem: String,
+    },
+    /// The client was shut down; create a new one.
+    #[error("the lock client was shut down; create a new client to acquire locks")]
+    ShutDown,
+}
+
+impl LockError {
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            LockError::NotGranted { .. }
+            | LockError::Lost { .. }
+            | LockError::Throttled { .. }
+            | LockError::Unavailable { .. }
+            | LockError::OutcomeUnknown { .. } => true,
+            LockError::Backend { source, .. } => source.is_retryable(),
+            LockError::InvalidInput { .. } | LockError::ShutDown => false,
+        }
+    }
+
+    pub(crate) fn from_backend(name: &str, operation: &'static str, source: BackendError) -> Self {
+        let name = name.to_owned();
+        match source.kind() {
+            BackendErrorKind::Throttled => LockError::Throttled { name, source },
+            BackendErrorKind::Unavailable => LockError::Unavailable { name, source },
+            BackendErrorKind::OutcomeUnknown => LockError::OutcomeUnknown {
+                name,
+                operation,
+                source,
+            },
+            _ => LockError::Backend { name, source },
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
+        LockError::InvalidInput {
+            what,
+            problem: problem.into(),
+        }
+    }
+}

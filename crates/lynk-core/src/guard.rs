@@ -1,0 +1,177 @@
+//! The guard of a held lock.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::client::ClientInner;
+use crate::lease::LeaseShared;
+use crate::{release, FencingToken, LockError, LostReason};
+
+/// Proof that this process holds a lock, while its lease lasts.
+///
+/// The client heartbeats the lease in the background. If heartbeats fail or
+/// stall, or someone takes the lock over, the guard's **lost-lease signal**
+/// fires before the lease's safe deadline: watch it with
+/// [`lost`](LockGuard::lost), [`lost_token`](LockGuard::lost_token) or
+/// [`run`](LockGuard::run), and stop touching the protected resource when it
+/// fires. Pass [`fencing_token`](LockGuard::fencing_token) to the resource so
+/// that it can refuse a write from a holder that did not notice in time.
+///
+/// Release with [`release`](LockGuard::release) to learn whether the release
+/// was written. Dropping the guard also releases, in the background, and
+/// hands the lock to the next waiter of this process if there is one.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct LockGuard {
+    pub(crate) inner: Arc<ClientInner>,
+    pub(crate) lease: Arc<LeaseShared>,
+    released: bool,
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.lease.name)
+            .field("fencing_token", &self.lease.token)
+            .field("lease", &self.lease.lease)
+            .field("lost", &self.lease.lost_reason())
+            .finish()
+    }
+}
+
+impl LockGuard {
+    pub(crate) fn new(inner: Arc<ClientInner>, lease: Arc<LeaseShared>) -> Self {
+        LockGuard {
+            inner,
+            lease,
+            released: false,
+        }
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.lease.name
+    }
+
+    /// This acquisition's fencing token: higher than that of every earlier
+    /// acquisition of the same lock name.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.lease.token
+    }
+
+    /// The lease duration written into the record.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease.lease
+    }
+
+    /// The payload written with this acquisition.
+    pub fn payload(&self) -> Option<&Bytes> {
+        self.lease.payload.as_ref()
+    }
+
+    /// The instant (on the client's clock) after which this holder can no
+    /// longer be sure it holds the lock, unless a heartbeat succeeds first:
+    /// the send time of the last applied write plus `lease × (1 − drift)`.
+    ///
+    /// A process that holds a lock without heartbeats (e.g. a short-lived
+    /// function) should finish its work before this instant.
+    pub fn safe_deadline(&self) -> Instant {
+        self.lease.valid_from() + self.inner.config.safe_for(self.lease.lease)
+    }
+
+    /// `true` once the lease is lost. Check it before each step of long work.
+    pub fn is_lost(&self) -> bool {
+        self.lease.lost.is_cancelled()
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.lease.lost_reason().cloned()
+    }
+
+    /// A future that completes when the lease is lost.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn lost(&self) -> WaitForCancellationFuture<'_> {
+        self.lease.lost.cancelled()
+    }
+
+    /// A cancellation token cancelled when the lease is lost. Hand it to tasks
+    /// that must stop when the lock is gone. Cancelling it yourself does not
+    /// release the lock.
+    pub fn lost_token(&self) -> CancellationToken {
+        self.lease.lost.child_token()
+    }
+
+    /// Runs `work` while the lease holds. If the lease is lost first, `work` is
+    /// dropped (cancelled) and the result is [`LockError::Lost`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel safe as `work`.
+    pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, LockError> {
+        tokio::select! {
+            biased;
+            _ = self.lease.lost.cancelled() => Err(self.lost_error()),
+            out = work => Ok(out),
+        }
+    }
+
+    /// Releases the lock: hands it to the next waiter of this process in one
+    /// write if there is one, otherwise marks the record released (or deletes
+    /// it, with [`ReleaseMode::Delete`](crate::ReleaseMode::Delete)).
+    ///
+    /// Returns [`LockError::Lost`] if the lease had been lost; the record is
+    /// still released if it is still ours.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the release runs in a task of its own and completes even
+    /// if this future is dropped.
+    pub async fn release(mut self) -> Result<(), LockError> {
+        self.released = true;
+        let inner = self.inner.clone();
+        let lease = self.lease.clone();
+        let task = self
+            .inner
+            .runtime
+            .spawn(async move { release::release_guard(&inner, lease).await });
+        match task.await {
+            Ok(result) => result,
+            Err(_) => Err(LockError::ShutDown),
+        }
+    }
+
+    fn lost_error(&self) -> LockError {
+        LockError::Lost {
+            name: self.lease.name.clone(),
+            reason: self
+                .lease
+                .lost_reason()
+                .cloned()
+                .unwrap_or(LostReason::HeartbeatsFailed { last_error: None }),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let inner = self.inner.clone();
+        let lease = self.lease.clone();
+        // Best effort: if the runtime is gone the lease expires on its own.
+        let _ = self.inner.runtime.spawn(async move {
+            if let Err(e) = release::release_guard(&inner, lease).await {
+                tracing::warn!(error = %e, "release on drop failed");
+            }
+        });
+    }
+}

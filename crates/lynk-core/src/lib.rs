@@ -1,0 +1,76 @@
+//! # lynk-core
+//!
+//! The storage-agnostic heart of lynk, a distributed lock manager: leases
+//! with automatic heartbeats, takeover of abandoned locks without trusting
+//! clocks across hosts, fencing tokens, lost-lease signals, in-process FIFO
+//! queuing and handover, and a blocking facade.
+//!
+//! A store plugs in by implementing the small [`LockBackend`] trait (a
+//! conditional store of [`LockRecord`]s). `lynk-dynamo` implements it on
+//! DynamoDB; `lynk-testkit` has an in-memory backend, a controllable clock
+//! and the conformance suite any backend can run.
+//!
+//! ```
+//! use lynk_core::LockClient;
+//! # use lynk_core::{BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest};
+//! # #[derive(Debug, Default)] struct MyBackend(std::sync::Mutex<Option<LockRecord>>);
+//! # #[async_trait::async_trait] impl LockBackend for MyBackend {
+//! #   async fn read(&self, _: &str) -> Result<Option<LockRecord>, BackendError> { Ok(self.0.lock().unwrap().clone()) }
+//! #   async fn write(&self, r: WriteRequest) -> Result<LockRecord, WriteError> {
+//! #     let mut s = self.0.lock().unwrap();
+//! #     if !r.condition.holds_for(s.as_ref()) { return Err(WriteError::ConditionFailed { current: s.clone() }); }
+//! #     let rec = r.record_over(s.as_ref()); *s = Some(rec.clone()); Ok(rec) }
+//! #   async fn delete(&self, _: &str, v: &Version) -> Result<(), WriteError> {
+//! #     let mut s = self.0.lock().unwrap();
+//! #     if s.as_ref().map(|r| &r.version) != Some(v) { return Err(WriteError::ConditionFailed { current: s.clone() }); }
+//! #     *s = None; Ok(()) }
+//! #   fn capabilities(&self) -> Capabilities { Capabilities::minimal() }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lynk_core::LockError> {
+//! let client = LockClient::new(MyBackend::default())?;
+//! let guard = client.create_lock("nightly-migration").acquire().await?;
+//! let token = guard.fencing_token(); // send it with every write you protect
+//! guard.run(async { /* work; cancelled if the lease is lost */ }).await?;
+//! guard.release().await?;
+//! # let _ = token; Ok(()) }
+//! ```
+//!
+//! See `docs/concepts.md` in the repository for the protocol and its
+//! guarantees.
+
+mod acquirer;
+mod backend;
+mod backend_error;
+pub mod blocking;
+mod client;
+mod clock;
+mod config;
+mod error;
+mod guard;
+mod keeper;
+mod lease;
+mod lock;
+mod metrics;
+mod record;
+mod release;
+mod slot;
+
+pub use backend::{Capabilities, Condition, LockBackend, TokenUpdate, WriteError, WriteRequest};
+pub use backend_error::{BackendError, BackendErrorKind};
+pub use client::{LockClient, LockClientBuilder, ShutdownReport};
+pub use clock::{Clock, Sleep, SystemClock};
+pub use config::{
+    ClientConfig, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
+};
+pub use error::{LockError, LostReason};
+pub use guard::LockGuard;
+pub use lock::Lock;
+pub use metrics::MetricsSnapshot;
+pub use record::{FencingToken, LockRecord, Version};
+
+/// The original lynk's name for the client: a factory of locks bound to one table.
+pub type LockFactory = LockClient;
+
+pub use async_trait::async_trait;
+pub use bytes::Bytes;

@@ -1,0 +1,179 @@
+//! A lock handle: a name bound to a client, with the lease and payload to
+//! acquire with.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::config::{validate_lease, validate_name, validate_payload};
+use crate::slot::{AcquireSpec, Grant, Waiter};
+use crate::{LockClient, LockError, LockGuard};
+
+/// A handle to one lock name, made by
+/// [`LockClient::create_lock`](crate::LockClient::create_lock). Creating it
+/// does no I/O; it is cheap to clone and to make many of.
+///
+/// Handles of one client for the same name queue in this process in FIFO
+/// order, and only the first of them polls the store.
+#[derive(Clone, Debug)]
+pub struct Lock {
+    client: LockClient,
+    name: String,
+    lease: Duration,
+    payload: Option<Bytes>,
+}
+
+impl Lock {
+    pub(crate) fn new(client: LockClient, name: String, lease: Duration) -> Self {
+        Lock {
+            client,
+            name,
+            lease,
+            payload: None,
+        }
+    }
+
+    /// Uses `lease` instead of the client's default lease.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Attaches `payload` to the record while this handle holds the lock;
+    /// others can read it with [`LockClient::describe`](crate::LockClient::describe)
+    /// (e.g. a leader's address).
+    pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
+        self.payload = Some(payload.into());
+        self
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lease this handle acquires with.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// One conditional write when the lock is free. When it is held, waits
+    /// behind this process's earlier waiters, then polls the store and takes
+    /// over once the holder's lease has visibly gone stale.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the queue, and if the lock was
+    /// being granted at that moment, it is released (or handed to the next
+    /// waiter) in the background. Wrap it in a timeout or `select!` to bound
+    /// the wait, or use [`acquire_timeout`](Lock::acquire_timeout).
+    pub async fn acquire(&self) -> Result<LockGuard, LockError> {
+        self.acquire_until(None).await
+    }
+
+    /// Acquires the lock, waiting at most `wait`; after that the result is
+    /// [`LockError::NotGranted`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub async fn acquire_timeout(&self, wait: Duration) -> Result<LockGuard, LockError> {
+        let deadline = self.client.inner.clock.now() + wait;
+        self.acquire_until(Some(deadline)).await
+    }
+
+    /// Acquires the lock, waiting until `deadline` on the client's clock.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub async fn acquire_until(&self, deadline: Option<Instant>) -> Result<LockGuard, LockError> {
+        let span = tracing::info_span!("lynk.acquire", lock = %self.name);
+        async {
+            let started = self.client.inner.clock.now();
+            let rx = self.enqueue(false)?;
+            let grant = match deadline {
+                None => rx.await,
+                Some(deadline) => {
+                    tokio::select! {
+                        biased;
+                        grant = rx => grant,
+                        _ = self.client.inner.clock.sleep_until(deadline) => {
+                            return Err(LockError::NotGranted {
+                                name: self.name.clone(),
+                                waited: self.client.inner.clock.now().saturating_duration_since(started),
+                                holder: self.client.inner.slots().get(&self.name).and_then(|s| s.last_holder.clone()),
+                            });
+                        }
+                    }
+                }
+            };
+            match grant {
+                Ok(Ok(Some(guard))) => Ok(guard),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(None)) | Err(_) => Err(LockError::ShutDown),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Tries to acquire the lock without waiting: `Ok(None)` if it is held.
+    ///
+    /// Makes one conditional write unless this process already holds or
+    /// waits for the lock, in which case it answers at once with no I/O.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`acquire`](Lock::acquire).
+    pub async fn try_acquire(&self) -> Result<Option<LockGuard>, LockError> {
+        let span = tracing::info_span!("lynk.try_acquire", lock = %self.name);
+        async {
+            match self.enqueue(true) {
+                Err(e) => Err(e),
+                Ok(rx) => match rx.await {
+                    Ok(grant) => grant,
+                    Err(_) => Err(LockError::ShutDown),
+                },
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn enqueue(&self, try_once: bool) -> Result<oneshot::Receiver<Grant>, LockError> {
+        validate_name(&self.name)?;
+        validate_lease(self.lease)?;
+        if let Some(p) = &self.payload {
+            validate_payload(p)?;
+        }
+        let inner = &self.client.inner;
+        if inner.is_closed() {
+            return Err(LockError::ShutDown);
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut slots = inner.slots();
+        let state = slots.entry(self.name.clone()).or_default();
+        state.prune();
+        if try_once && (state.holder.is_some() || !state.waiters.is_empty()) {
+            let _ = tx.send(Ok(None));
+            drop(slots);
+            return Ok(rx);
+        }
+        state.waiters.push_back(Waiter {
+            id: inner.next_id(),
+            spec: AcquireSpec {
+                lease: self.lease,
+                payload: self.payload.clone(),
+            },
+            try_once,
+            tx,
+        });
+        inner.ensure_acquirer(&mut slots, &self.name);
+        Ok(rx)
+    }
+}

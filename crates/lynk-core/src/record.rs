@@ -1,0 +1,112 @@
+//! The lock record: what a backend stores for one lock name.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// A record version: a fresh random UUID written by every acquire, heartbeat
+/// and release (the `versionNumber` attribute of the original lynk).
+///
+/// A version is the **liveness signal** of a lock: a waiter that keeps seeing
+/// the same version for longer than the lease knows the holder stopped
+/// heartbeating. Versions have no order and cannot fence; see
+/// [`FencingToken`] for that.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(String);
+
+impl Version {
+    /// A new random version (a UUID v4 in hyphenated form, as the original writes).
+    pub fn random() -> Self {
+        Version(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// Wraps a version read from a store. Any non-empty string is accepted,
+    /// so records written by other clients can be compared.
+    pub fn from_string(version: impl Into<String>) -> Self {
+        Version(version.into())
+    }
+
+    /// The version as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({})", self.0)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A fencing token: an integer that strictly increases with every acquisition
+/// of one lock name, across releases, handovers and takeovers.
+///
+/// Pass it with every write to the resource the lock protects, and have the
+/// resource reject a write whose token is lower than one it has already
+/// accepted. That turns "a paused holder woke up and wrote after its lease
+/// ran out" from silent corruption into a rejected write.
+///
+/// ```
+/// use lynk_core::FencingToken;
+/// assert!(FencingToken::new(7) < FencingToken::new(8));
+/// assert_eq!(FencingToken::new(7).get(), 7);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct FencingToken(u64);
+
+impl FencingToken {
+    /// Wraps a raw token value.
+    pub const fn new(value: u64) -> Self {
+        FencingToken(value)
+    }
+
+    /// The raw value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// One stored lock record.
+///
+/// The first four fields are the original lynk's item (`lockKey`,
+/// `versionNumber`, `leaseDuration`, `hostIdentifier`); the rest are lynk's
+/// additions, which the original client ignores.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LockRecord {
+    /// The lock name (`lockKey`).
+    pub key: String,
+    /// The version written by the last write (`versionNumber`).
+    pub version: Version,
+    /// How long the writer may go without a heartbeat (`leaseDuration`).
+    pub lease_duration: Duration,
+    /// Who wrote the record, for people reading the table (`hostIdentifier`).
+    pub host: String,
+    /// The fencing token of the current (or last) acquisition, if the record
+    /// has one. Records written by the original Python client have none.
+    pub fencing_token: Option<FencingToken>,
+    /// Application data the holder attached, such as a leader's address.
+    pub payload: Option<Bytes>,
+    /// `true` when the holder released the lock but the record was kept so the
+    /// fencing token survives. A released record is free to acquire at once.
+    pub released: bool,
+}
+
+impl LockRecord {
+    /// `true` if nobody holds the lock this record describes.
+    pub fn is_released(&self) -> bool {
+        self.released
+    }
+}

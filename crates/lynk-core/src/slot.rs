@@ -1,0 +1,62 @@
+//! The in-process state of one lock name: its local holder and the FIFO
+//! queue of local waiters.
+//!
+//! All slots of a client live in one map behind one mutex, held only for
+//! short, non-async sections. Invariant: while a local holder exists, nobody
+//! polls the store (the release hands over); while there is no local holder
+//! and the queue is not empty, exactly one acquirer task polls for the queue.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::lease::LeaseShared;
+use crate::{LockError, LockGuard, Version};
+
+/// What a waiter asks for: the lease and payload its record must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AcquireSpec {
+    pub(crate) lease: Duration,
+    pub(crate) payload: Option<Bytes>,
+}
+
+/// What a waiter is told: a guard, "busy" (only for `try_acquire`), or an error.
+pub(crate) type Grant = Result<Option<LockGuard>, LockError>;
+
+/// One local waiter.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) id: u64,
+    pub(crate) spec: AcquireSpec,
+    /// `try_acquire`: one attempt at the store, then "busy".
+    pub(crate) try_once: bool,
+    pub(crate) tx: oneshot::Sender<Grant>,
+}
+
+/// The local state of one lock name.
+#[derive(Debug, Default)]
+pub(crate) struct SlotState {
+    pub(crate) holder: Option<Arc<LeaseShared>>,
+    pub(crate) waiters: VecDeque<Waiter>,
+    pub(crate) acquirer_running: bool,
+    /// Versions this process wrote whose outcome is unknown (e.g. a handover
+    /// whose response was lost). The acquirer treats them as its own.
+    pub(crate) ambiguous: Vec<Version>,
+    /// The holder seen last by the acquirer, for error messages.
+    pub(crate) last_holder: Option<String>,
+}
+
+impl SlotState {
+    /// Drops waiters whose callers gave up.
+    pub(crate) fn prune(&mut self) {
+        self.waiters.retain(|w| !w.tx.is_closed());
+    }
+
+    /// Nothing here: the slot can be removed from the map.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.holder.is_none() && self.waiters.is_empty() && !self.acquirer_running
+    }
+}
