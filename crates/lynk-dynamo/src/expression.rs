@@ -1,0 +1,44 @@
+//! A small builder for DynamoDB expressions that records exactly the
+//! attribute names and values the expressions use.
+//!
+//! Strict servers (DynamoDB itself and dynalite) reject a request that
+//! defines a name or value no expression uses, so placeholders are only
+//! registered when an expression text refers to them.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// Collects `#name` and `:value` placeholders for one request.
+#[derive(Debug, Default)]
+pub(crate) struct Placeholders {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Placeholders {
+    /// The placeholder for attribute `attr` (`#attr`), registering it.
+    pub(crate) fn name(&mut self, attr: &str) -> String {
+        let placeholder = format!("#{attr}");
+        self.names.insert(placeholder.clone(), attr.to_owned());
+        placeholder
+    }
+
+    /// The placeholder `:label` for `value`, registering it. Using one label
+    /// twice with the same value is fine.
+    pub(crate) fn value(&mut self, label: &str, value: AttributeValue) -> String {
+        let placeholder = format!(":{label}");
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    /// The names map, or `None` if empty (the API rejects an empty map).
+    pub(crate) fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    /// The values map, or `None` if empty (the API rejects an empty map).
+    pub(crate) fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}

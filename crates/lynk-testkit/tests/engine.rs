@@ -1,0 +1,433 @@
+//! The lock engine on the controllable clock: every timing claim checked to
+//! the instant, with tokio's paused time.
+
+use std::time::Duration;
+
+use lynk_core::{
+    BackendErrorKind, Clock, LockClient, LockError, LockRecord, LostReason, ReleaseMode, Version,
+};
+use lynk_testkit::{Fault, FaultyBackend, MemoryBackend, Op, TestClock};
+
+const LEASE: Duration = Duration::from_secs(10);
+
+fn client(backend: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -> LockClient {
+    LockClient::builder(backend)
+        .clock(clock.clone())
+        .host_identifier(host)
+        .default_lease(LEASE)
+        .jitter_seed(7)
+        .build()
+        .expect("valid config")
+}
+
+/// A record left by a holder that crashed: never heartbeated, never released.
+fn abandoned(key: &str, lease: Duration) -> LockRecord {
+    LockRecord {
+        key: key.to_owned(),
+        version: Version::random(),
+        lease_duration: lease,
+        host: "crashed-host".to_owned(),
+        fencing_token: Some(lynk_core::FencingToken::new(41)),
+        payload: None,
+        released: false,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn takeover_after_abandoned_lease_and_not_a_moment_before() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "waiter");
+    let stale = abandoned("job", LEASE);
+    backend.put_raw(stale.clone());
+    let takeover_after = c.config().takeover_after(LEASE);
+    assert_eq!(takeover_after, Duration::from_millis(10_100), "lease × (1 + 1% drift)");
+
+    // Waiting one millisecond less than the takeover time is not enough.
+    let start = clock.now();
+    let err = c
+        .create_lock("job")
+        .acquire_timeout(takeover_after - Duration::from_millis(1))
+        .await
+        .expect_err("must not take over early");
+    assert!(matches!(err, LockError::NotGranted { ref holder, .. } if holder.as_deref() == Some("crashed-host")), "{err}");
+    assert_eq!(backend.get("job"), Some(stale.clone()), "record untouched");
+
+    // The next waiter of this process joins the same observation and takes
+    // over exactly on time, counted from the first sight of the version.
+    let guard = c.create_lock("job").acquire().await.expect("takeover");
+    assert_eq!(clock.now() - start, takeover_after, "takeover at lease × (1 + drift), not earlier, not later");
+    assert_eq!(guard.fencing_token().get(), 42, "takeover continues the token");
+    assert_eq!(c.metrics().takeovers, 1);
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_holder_is_never_taken_over() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let holder = client(backend.clone(), &clock, "holder");
+    let waiter = client(backend.clone(), &clock, "waiter");
+    let guard = holder.create_lock("job").acquire().await.unwrap();
+    let err = waiter
+        .create_lock("job")
+        .acquire_timeout(LEASE * 5)
+        .await
+        .expect_err("heartbeats keep the lock");
+    assert!(matches!(err, LockError::NotGranted { .. }));
+    assert!(!guard.is_lost());
+    assert!(holder.metrics().heartbeats >= 14, "heartbeats every lease/3: {:?}", holder.metrics());
+    // One waiting client costs one read per poll interval (1 s by default).
+    let polls = waiter.metrics().polls;
+    assert!((40..=51).contains(&polls), "{polls} polls in 50 s");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn clean_release_is_free_at_once_but_an_abandoned_lock_waits_out_the_lock_delay() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let delay = Duration::from_secs(5);
+    let c = LockClient::builder(backend.clone())
+        .clock(clock.clone())
+        .default_lease(LEASE)
+        .lock_delay(delay)
+        .build()
+        .unwrap();
+    // Abandoned: lease × (1 + drift) + lock delay.
+    backend.put_raw(abandoned("job", LEASE));
+    let start = clock.now();
+    let guard = c.create_lock("job").acquire().await.unwrap();
+    assert_eq!(clock.now() - start, Duration::from_millis(10_100) + delay);
+    guard.release().await.unwrap();
+    // Released cleanly by another client: free immediately, one write.
+    let other = client(backend.clone(), &clock, "other");
+    let before = backend.counts();
+    let start = clock.now();
+    let guard = other.create_lock("job").acquire().await.unwrap();
+    assert_eq!(clock.now(), start, "no waiting after a clean release");
+    assert_eq!(backend.counts().since(before).total(), 1, "one request per uncontended acquire");
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_signal_fires_before_the_safe_deadline_when_heartbeats_fail() {
+    let clock = TestClock::new();
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let c = client(faulty.clone(), &clock, "holder");
+    let guard = c.create_lock("job").acquire().await.unwrap();
+    let safe = guard.safe_deadline();
+    assert_eq!(safe - clock.now(), Duration::from_millis(9_900), "safe deadline = lease × (1 − drift)");
+    faulty.inject(Some(Op::Write), None, Fault::FailBefore(BackendErrorKind::Unavailable), None);
+    guard.lost().await;
+    let fired = clock.now();
+    assert!(fired < safe, "lost signal at {:?} must precede the safe deadline", safe - fired);
+    assert_eq!(safe - fired, Duration::from_secs(1), "fired lease × margin (10%) before the safe deadline");
+    assert!(matches!(guard.lost_reason(), Some(LostReason::HeartbeatsFailed { last_error: Some(_) })), "{:?}", guard.lost_reason());
+    assert!(c.metrics().heartbeat_failures >= 2, "failed heartbeats were retried: {:?}", c.metrics());
+    assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_signal_fires_before_the_safe_deadline_when_heartbeats_stall() {
+    let clock = TestClock::new();
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let c = client(faulty.clone(), &clock, "holder");
+    let guard = c.create_lock("job").acquire().await.unwrap();
+    // Let one heartbeat succeed, then every write hangs forever.
+    clock.advance(LEASE / 2).await;
+    let safe = guard.safe_deadline();
+    assert!(c.metrics().heartbeats >= 1);
+    faulty.inject(Some(Op::Write), None, Fault::Stall, None);
+    let worked = guard.run(std::future::pending::<()>()).await;
+    assert!(matches!(worked, Err(LockError::Lost { reason: LostReason::HeartbeatsFailed { last_error: None }, .. })), "{worked:?}");
+    assert!(clock.now() < safe, "fired before the safe deadline");
+    assert_eq!(safe - clock.now(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stolen_lock_is_signalled_at_the_next_heartbeat() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "holder");
+    let guard = c.create_lock("job").acquire().await.unwrap();
+    backend.put_raw(abandoned("job", LEASE)); // an operator (or a rogue client) overwrote it
+    let start = clock.now();
+    guard.lost().await;
+    assert!(clock.now() - start <= c.config().heartbeat_every(LEASE) + Duration::from_millis(1), "lost after {:?}", clock.now() - start);
+    assert_eq!(guard.lost_reason(), Some(LostReason::Stolen { by: Some("crashed-host".into()) }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fencing_tokens_strictly_increase_across_release_takeover_rewrite_and_deletion() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let keep = client(backend.clone(), &clock, "keep");
+    let delete = LockClient::builder(backend.clone())
+        .clock(clock.clone())
+        .default_lease(LEASE)
+        .release_mode(ReleaseMode::Delete)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for round in 0..3 {
+        // acquire + release, keeping the record
+        let g = keep.create_lock("job").acquire().await.unwrap();
+        tokens.push(g.fencing_token());
+        g.release().await.unwrap();
+        // takeover of a crashed holder's lease
+        let g = keep.create_lock("job").acquire().await.unwrap();
+        tokens.push(g.fencing_token());
+        let crashed = backend.get("job").unwrap();
+        g.release().await.unwrap();
+        backend.put_raw(crashed); // as if the holder had crashed instead of releasing
+        let g = delete.create_lock("job").acquire().await.unwrap();
+        tokens.push(g.fencing_token());
+        // delete-on-release: the record vanishes
+        g.release().await.unwrap();
+        assert!(backend.get("job").is_none());
+        clock.advance(Duration::from_millis(3)).await;
+        let g = delete.create_lock("job").acquire().await.unwrap();
+        tokens.push(g.fencing_token());
+        // the original Python client rewrites the record without a token
+        g.release().await.unwrap();
+        let mut python = abandoned("job", Duration::from_secs(1));
+        python.fencing_token = None;
+        python.host = format!("python-{round}");
+        backend.put_raw(python);
+        clock.advance(Duration::from_secs(2)).await;
+        let g = keep.create_lock("job").acquire().await.unwrap();
+        tokens.push(g.fencing_token());
+        g.release().await.unwrap();
+        // a TTL deletion of the released record
+        backend.remove_raw("job");
+        clock.advance(Duration::from_millis(1)).await;
+    }
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens must strictly increase: {tokens:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_response_on_acquire_is_resolved_as_held() {
+    let clock = TestClock::new();
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let c = client(faulty.clone(), &clock, "me");
+    faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
+    let start = clock.now();
+    let guard = c.create_lock("job").acquire().await.expect("resolved");
+    assert!(clock.now() - start < Duration::from_secs(1), "no lease-long wait for our own record");
+    assert_eq!(c.metrics().ambiguous_resolved, 1);
+    let stored = faulty.inner().get("job").unwrap();
+    assert_eq!(stored.host, "me");
+    assert_eq!(stored.fencing_token, Some(guard.fencing_token()), "the applied attempt's token, not a second increment");
+    // Heartbeat and release responses lost too: still consistent.
+    faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
+    clock.advance(LEASE).await;
+    assert!(!guard.is_lost());
+    assert_eq!(c.metrics().ambiguous_resolved, 2, "{:?}", c.metrics());
+    faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
+    guard.release().await.expect("release resolved");
+    assert!(faulty.inner().get("job").unwrap().released);
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_waiters_are_served_fifo_with_one_write_per_handover_and_no_polling() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "me");
+    let holder = c.create_lock("job").acquire().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..3 {
+        let (c, tx) = (c.clone(), tx.clone());
+        tokio::spawn(async move {
+            let g = c.create_lock("job").acquire().await.unwrap();
+            tx.send((i, g.fencing_token())).unwrap();
+            c.clock().sleep(Duration::from_secs(1)).await;
+            g.release().await.unwrap();
+        });
+        tokio::task::yield_now().await; // enqueue in order
+    }
+    clock.advance(LEASE * 3).await; // a long hold: waiters must not poll
+    let before = backend.counts();
+    assert_eq!(backend.counts().reads, 0, "no polling while a local holder exists");
+    let first_token = holder.fencing_token();
+    holder.release().await.unwrap();
+    let (i, t) = rx.recv().await.unwrap();
+    let handover = backend.counts().since(before);
+    assert_eq!((handover.writes, handover.reads, handover.deletes), (1, 0, 0), "exactly one write per handover");
+    assert_eq!(i, 0);
+    assert!(t > first_token);
+    let mut order = vec![i];
+    let mut last = t;
+    while order.len() < 3 {
+        let (i, t) = rx.recv().await.unwrap();
+        assert!(t > last);
+        last = t;
+        order.push(i);
+    }
+    assert_eq!(order, vec![0, 1, 2], "FIFO");
+    assert_eq!(c.metrics().handovers, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_guard_releases_it() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let a = client(backend.clone(), &clock, "a");
+    let b = client(backend.clone(), &clock, "b");
+    let guard = a.create_lock("job").acquire().await.unwrap();
+    assert!(b.create_lock("job").try_acquire().await.unwrap().is_none());
+    drop(guard);
+    tokio::task::yield_now().await;
+    clock.advance(Duration::from_millis(1)).await;
+    assert!(backend.get("job").unwrap().released, "drop released the record");
+    let g = b.create_lock("job").try_acquire().await.unwrap().expect("free after drop");
+    g.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_everything_and_reports_per_lock() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "me");
+    let mut guards = Vec::new();
+    for name in ["a", "b", "c"] {
+        guards.push(c.create_lock(name).acquire().await.unwrap());
+    }
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move { c.create_lock("a").acquire().await })
+    };
+    tokio::task::yield_now().await;
+    let report = c.shutdown().await;
+    let mut released = report.released.clone();
+    released.sort();
+    assert_eq!(released, vec!["a", "b", "c"]);
+    assert!(report.is_clean());
+    for name in ["a", "b", "c"] {
+        assert!(backend.get(name).unwrap().released, "{name} released");
+    }
+    for g in &guards {
+        assert_eq!(g.lost_reason(), Some(LostReason::ClientShutDown), "holders are told");
+    }
+    assert!(matches!(waiter.await.unwrap(), Err(LockError::ShutDown)));
+    assert!(matches!(c.create_lock("d").acquire().await, Err(LockError::ShutDown)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_reports_locks_it_could_not_release() {
+    let clock = TestClock::new();
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let c = client(faulty.clone(), &clock, "me");
+    let _a = c.create_lock("a").acquire().await.unwrap();
+    let _b = c.create_lock("b").acquire().await.unwrap();
+    faulty.inject(Some(Op::Write), Some("b"), Fault::FailBefore(BackendErrorKind::AccessDenied), None);
+    let report = c.shutdown().await;
+    assert_eq!(report.released, vec!["a"]);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, "b");
+    assert!(report.failed[0].1.to_string().contains("access denied"), "{}", report.failed[0].1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_does_not_wait_and_costs_one_write() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let a = client(backend.clone(), &clock, "a");
+    let b = client(backend.clone(), &clock, "b");
+    let g = a.create_lock("job").acquire().await.unwrap();
+    let before = backend.counts();
+    let start = clock.now();
+    assert!(b.create_lock("job").try_acquire().await.unwrap().is_none());
+    assert_eq!(clock.now(), start);
+    assert_eq!(backend.counts().since(before).total(), 1);
+    // Locally held: answered with no I/O at all.
+    let before = backend.counts();
+    assert!(a.create_lock("job").try_acquire().await.unwrap().is_none());
+    assert_eq!(backend.counts().since(before).total(), 0);
+    g.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn payload_is_readable_by_others() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let leader = client(backend.clone(), &clock, "leader");
+    let follower = client(backend.clone(), &clock, "follower");
+    let g = leader.create_lock("leader").with_payload("10.0.0.7:8080").acquire().await.unwrap();
+    clock.advance(LEASE * 2).await; // heartbeats keep the payload
+    let seen = follower.describe("leader").await.unwrap().unwrap();
+    assert_eq!(seen.payload.as_deref(), Some(&b"10.0.0.7:8080"[..]));
+    assert_eq!(seen.host, "leader");
+    assert_eq!(g.payload().map(|p| &p[..]), Some(&b"10.0.0.7:8080"[..]));
+    g.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_refused_before_any_request() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "me");
+    let cases: Vec<(lynk_core::Lock, &str)> = vec![
+        (c.create_lock(""), "lock name"),
+        (c.create_lock("x".repeat(2049)), "lock name"),
+        (c.create_lock("job").with_lease(Duration::ZERO), "lease"),
+        (c.create_lock("job").with_lease(Duration::from_secs(365 * 24 * 3600)), "lease"),
+        (c.create_lock("job").with_payload(vec![0u8; 300 * 1024]), "payload"),
+    ];
+    for (lock, what) in cases {
+        match lock.acquire().await {
+            Err(LockError::InvalidInput { what: w, problem }) => {
+                assert_eq!(w, what);
+                assert!(!problem.is_empty());
+            }
+            other => panic!("expected invalid {what}, got {other:?}"),
+        }
+    }
+    assert_eq!(backend.counts().total(), 0);
+    let bad = LockClient::builder(MemoryBackend::new()).drift_allowance(0.9).build();
+    assert!(matches!(bad, Err(LockError::InvalidInput { what: "drift allowance", .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_task_heartbeats_many_locks_for_an_hour() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "me");
+    let mut guards = Vec::new();
+    for i in 0..500 {
+        guards.push(c.create_lock(format!("lock-{i}")).acquire().await.unwrap());
+    }
+    clock.advance(Duration::from_secs(3600)).await;
+    assert!(guards.iter().all(|g| !g.is_lost()));
+    let beats = c.metrics().heartbeats;
+    // 3 per lease of 10 s for an hour: 1080 per lock.
+    assert!(beats >= 500 * 1070, "{beats} heartbeats");
+    let report = c.shutdown().await;
+    assert_eq!(report.released.len(), 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drifting_waiter_still_waits_long_enough() {
+    // The waiter's clock runs 1 % fast: it measures the lease a bit short,
+    // which the drift allowance must absorb against a holder whose clock is
+    // 1 % slow (so its safe deadline comes late in real time).
+    let backend = MemoryBackend::new();
+    let fast = TestClock::new().with_drift(1.01);
+    let slow = TestClock::new().with_drift(0.99);
+    let holder = client(backend.clone(), &slow, "slow-holder");
+    let waiter = client(backend.clone(), &fast, "fast-waiter");
+    let real = TestClock::new();
+    let g = holder.create_lock("job").acquire().await.unwrap();
+    let holder_safe_real = {
+        let local_left = g.safe_deadline() - slow.now();
+        real.now() + local_left.div_f64(0.99)
+    };
+    // The holder crashes: freeze its heartbeats by forgetting the client's task.
+    let record = backend.get("job").unwrap();
+    holder.shutdown().await;
+    backend.put_raw(record);
+    drop(g);
+    let w = waiter.create_lock("job").acquire().await.unwrap();
+    assert!(real.now() >= holder_safe_real, "waiter took over {:?} before the holder's safe deadline", holder_safe_real - real.now());
+    w.release().await.unwrap();
+}
