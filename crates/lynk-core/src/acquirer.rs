@@ -98,7 +98,9 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                 // Retry the write we were making (a new version each time),
                 // or read again.
                 next = match observed {
-                    Some(ref o) if inner.clock.now() >= o.since + inner.config.takeover_after(o.lease) => {
+                    Some(ref o)
+                        if inner.clock.now() >= o.since + inner.config.takeover_after(o.lease) =>
+                    {
                         Next::Write(Condition::VersionIs(o.version.clone()))
                     }
                     Some(_) => Next::Read,
@@ -246,7 +248,8 @@ fn fail_all(inner: &Arc<ClientInner>, name: &str, error: BackendError) {
     let mut slots = inner.slots();
     if let Some(state) = slots.get_mut(name) {
         for w in state.waiters.drain(..) {
-            let _ = w.tx.send(Err(LockError::from_backend(name, "acquire", error.clone())));
+            let _ =
+                w.tx.send(Err(LockError::from_backend(name, "acquire", error.clone())));
         }
         state.acquirer_running = false;
     }

@@ -51,7 +51,9 @@ struct Runtime(Option<tokio::runtime::Runtime>);
 
 impl Runtime {
     fn get(&self) -> &tokio::runtime::Runtime {
-        self.0.as_ref().unwrap_or_else(|| unreachable!("runtime taken only on drop"))
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("runtime taken only on drop"))
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -87,9 +89,7 @@ impl LockFactory {
     /// Starts the factory's runtime and builds the client with `make`, which
     /// runs inside that runtime (so `LockClient::builder(..).build()` works
     /// there). Must not be called from async code.
-    pub fn new(
-        make: impl FnOnce() -> Result<LockClient, LockError>,
-    ) -> Result<Self, LockError> {
+    pub fn new(make: impl FnOnce() -> Result<LockClient, LockError>) -> Result<Self, LockError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lynk-runtime")

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::release;
 use crate::slot::SlotState;
 use crate::{
-    Clock, ClientConfig, Lock, LockBackend, LockError, LockRecord, LostReason, MetricsSnapshot,
+    ClientConfig, Clock, Lock, LockBackend, LockError, LockRecord, LostReason, MetricsSnapshot,
     ReleaseMode, SystemClock,
 };
 
@@ -188,7 +188,9 @@ impl LockClientBuilder {
             next_id: AtomicU64::new(1),
             rng: Mutex::new(rng),
         });
-        runtime.spawn(keeper::run(Arc::downgrade(&inner), rx).instrument(tracing::debug_span!("lynk.keeper")));
+        runtime.spawn(
+            keeper::run(Arc::downgrade(&inner), rx).instrument(tracing::debug_span!("lynk.keeper")),
+        );
         Ok(LockClient { inner })
     }
 }

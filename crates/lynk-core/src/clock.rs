@@ -92,6 +92,8 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
-        Box::pin(tokio::time::sleep_until(deadline.into()))
+        // Built lazily, so the future can be created outside a runtime and
+        // polled inside one (e.g. by a blocking facade's `block_on`).
+        Box::pin(async move { tokio::time::sleep_until(deadline.into()).await })
     }
 }

@@ -36,7 +36,10 @@ impl fmt::Display for LostReason {
         match self {
             LostReason::HeartbeatsFailed {
                 last_error: Some(e),
-            } => write!(f, "heartbeats failed until the lease ran out (last error: {e})"),
+            } => write!(
+                f,
+                "heartbeats failed until the lease ran out (last error: {e})"
+            ),
             LostReason::HeartbeatsFailed { last_error: None } => {
                 f.write_str("heartbeats stalled until the lease ran out")
             }
@@ -67,7 +70,9 @@ pub enum LockError {
         holder: Option<String>,
     },
     /// The lease was lost: stop touching the protected resource.
-    #[error("lock {name:?} was lost: {reason}; stop using the protected resource and acquire again")]
+    #[error(
+        "lock {name:?} was lost: {reason}; stop using the protected resource and acquire again"
+    )]
     Lost {
         /// The lock name.
         name: String,

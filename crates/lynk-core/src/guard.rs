@@ -168,10 +168,10 @@ impl Drop for LockGuard {
         let inner = self.inner.clone();
         let lease = self.lease.clone();
         // Best effort: if the runtime is gone the lease expires on its own.
-        let _ = self.inner.runtime.spawn(async move {
+        drop(self.inner.runtime.spawn(async move {
             if let Err(e) = release::release_guard(&inner, lease).await {
                 tracing::warn!(error = %e, "release on drop failed");
             }
-        });
+        }));
     }
 }

@@ -53,7 +53,9 @@ pub(crate) async fn run(client: Weak<ClientInner>, mut rx: mpsc::UnboundedReceiv
     let mut timers: BTreeSet<(Instant, u64)> = BTreeSet::new();
     let mut in_flight: FuturesUnordered<BeatFuture> = FuturesUnordered::new();
     loop {
-        let Some(inner) = client.upgrade() else { return };
+        let Some(inner) = client.upgrade() else {
+            return;
+        };
         let sleep = timers.first().map(|(t, _)| inner.clock.sleep_until(*t));
         drop(inner);
         tokio::select! {
@@ -116,7 +118,9 @@ fn on_timer(
     id: u64,
     now: Instant,
 ) {
-    let Some(e) = entries.get_mut(&id) else { return };
+    let Some(e) = entries.get_mut(&id) else {
+        return;
+    };
     if e.lease.is_ended() {
         entries.remove(&id);
         return;
@@ -133,7 +137,8 @@ fn on_timer(
     if !e.in_flight && now >= e.next_beat {
         inner.metrics.record_lag(now - e.next_beat);
         e.in_flight = true;
-        let span = tracing::debug_span!("lynk.heartbeat", lock = %e.lease.name, token = %e.lease.token);
+        let span =
+            tracing::debug_span!("lynk.heartbeat", lock = %e.lease.name, token = %e.lease.token);
         let lease = e.lease.clone();
         let inner2 = inner.clone();
         in_flight.push(Box::pin(
@@ -150,7 +155,9 @@ fn on_beat(
     id: u64,
     beat: Beat,
 ) {
-    let Some(e) = entries.get_mut(&id) else { return };
+    let Some(e) = entries.get_mut(&id) else {
+        return;
+    };
     e.in_flight = false;
     let config = &inner.config;
     match beat {

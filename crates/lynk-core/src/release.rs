@@ -189,11 +189,7 @@ async fn release_inner(
                     sent_at,
                     lease.token,
                 ));
-                inner
-                    .slots()
-                    .entry(lease.name.clone())
-                    .or_default()
-                    .holder = Some(next.clone());
+                inner.slots().entry(lease.name.clone()).or_default().holder = Some(next.clone());
                 inner.register(next.clone());
                 let guard = LockGuard::new(inner.clone(), next);
                 // If the waiter gave up meanwhile, the guard comes back and is

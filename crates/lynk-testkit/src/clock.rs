@@ -61,7 +61,10 @@ impl TestClock {
     /// The same clock, but running `rate` times as fast as tokio's time
     /// (`1.01` is one percent fast). Panics if `rate` is not positive.
     pub fn with_drift(mut self, rate: f64) -> Self {
-        assert!(rate.is_finite() && rate > 0.0, "drift rate must be positive");
+        assert!(
+            rate.is_finite() && rate > 0.0,
+            "drift rate must be positive"
+        );
         self.rate = rate;
         self
     }

@@ -149,10 +149,7 @@ pub async fn run_all(backend: Arc<dyn LockBackend>) -> Report {
 }
 
 /// Runs the cases whose name `filter` accepts.
-pub async fn run_selected(
-    backend: Arc<dyn LockBackend>,
-    filter: impl Fn(&str) -> bool,
-) -> Report {
+pub async fn run_selected(backend: Arc<dyn LockBackend>, filter: impl Fn(&str) -> bool) -> Report {
     let caps = backend.capabilities();
     let prefix = format!("conf-{}", &Version::random().as_str()[..8]);
     let ctx = Ctx { backend, prefix };
@@ -222,7 +219,9 @@ async fn must_write(ctx: &Ctx, req: WriteRequest) -> Result<LockRecord, String> 
 async fn must_conflict(ctx: &Ctx, req: WriteRequest) -> Result<Option<LockRecord>, String> {
     let what = format!("{:?} write of {:?}", req.condition, req.key);
     match write(ctx, req).await? {
-        Ok(r) => Err(format!("{what} should fail its condition but applied: {r:?}")),
+        Ok(r) => Err(format!(
+            "{what} should fail its condition but applied: {r:?}"
+        )),
         Err(WriteError::ConditionFailed { current }) => Ok(current),
         Err(e) => Err(format!("{what}: unexpected error {e}")),
     }
@@ -239,9 +238,15 @@ async fn create_when_absent(ctx: &Ctx) -> Result<(), String> {
     let req = request(&key, Condition::Absent, next());
     let expected = req.record_over(None);
     let stored = must_write(ctx, req).await?;
-    ensure!(stored == expected, "write returned {stored:?}, expected {expected:?}");
+    ensure!(
+        stored == expected,
+        "write returned {stored:?}, expected {expected:?}"
+    );
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref() == Some(&expected), "read returned {got:?}, expected {expected:?}");
+    ensure!(
+        got.as_ref() == Some(&expected),
+        "read returned {got:?}, expected {expected:?}"
+    );
     Ok(())
 }
 
@@ -250,7 +255,10 @@ async fn absent_fails_when_present(ctx: &Ctx) -> Result<(), String> {
     let first = must_write(ctx, request(&key, Condition::Absent, next())).await?;
     must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref() == Some(&first), "a failed write changed the record: {got:?}");
+    ensure!(
+        got.as_ref() == Some(&first),
+        "a failed write changed the record: {got:?}"
+    );
     Ok(())
 }
 
@@ -258,41 +266,114 @@ async fn vacant_semantics(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("vacant");
     let held = must_write(ctx, request(&key, Condition::Vacant, next())).await?;
     must_conflict(ctx, request(&key, Condition::Vacant, next())).await?;
-    let mut release = request(&key, Condition::VersionIs(held.version.clone()), TokenUpdate::Keep);
+    let mut release = request(
+        &key,
+        Condition::VersionIs(held.version.clone()),
+        TokenUpdate::Keep,
+    );
     release.released = true;
     release.lease_duration = Duration::ZERO;
     let released = must_write(ctx, release).await?;
     ensure!(released.released, "released flag not stored: {released:?}");
     must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
     let again = must_write(ctx, request(&key, Condition::Vacant, next())).await?;
-    ensure!(!again.released, "a Vacant acquire left the record released: {again:?}");
+    ensure!(
+        !again.released,
+        "a Vacant acquire left the record released: {again:?}"
+    );
     Ok(())
 }
 
 async fn version_condition(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("version");
-    must_conflict(ctx, request(&key, Condition::VersionIs(Version::random()), next())).await?;
-    ensure!(read(ctx, &key).await?.is_none(), "a failed VersionIs write created a record");
+    must_conflict(
+        ctx,
+        request(&key, Condition::VersionIs(Version::random()), next()),
+    )
+    .await?;
+    ensure!(
+        read(ctx, &key).await?.is_none(),
+        "a failed VersionIs write created a record"
+    );
     let a = must_write(ctx, request(&key, Condition::Absent, next())).await?;
-    must_conflict(ctx, request(&key, Condition::VersionIs(Version::random()), next())).await?;
-    let b = must_write(ctx, request(&key, Condition::VersionIs(a.version.clone()), TokenUpdate::Keep)).await?;
+    must_conflict(
+        ctx,
+        request(&key, Condition::VersionIs(Version::random()), next()),
+    )
+    .await?;
+    let b = must_write(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(a.version.clone()),
+            TokenUpdate::Keep,
+        ),
+    )
+    .await?;
     ensure!(b.version != a.version, "version did not change");
-    must_conflict(ctx, request(&key, Condition::VersionIs(a.version.clone()), TokenUpdate::Keep)).await?;
+    must_conflict(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(a.version.clone()),
+            TokenUpdate::Keep,
+        ),
+    )
+    .await?;
     Ok(())
 }
 
 async fn token_arithmetic(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("token");
     let none = must_write(ctx, request(&key, Condition::Absent, TokenUpdate::Keep)).await?;
-    ensure!(none.fencing_token.is_none(), "Keep on a new record gave token {:?}", none.fencing_token);
-    let first = must_write(ctx, request(&key, Condition::VersionIs(none.version.clone()), next())).await?;
-    ensure!(first.fencing_token == Some(FencingToken::new(1_000)), "Next on a tokenless record gave {:?}, expected the initial 1000", first.fencing_token);
-    let second = must_write(ctx, request(&key, Condition::VersionIs(first.version.clone()), TokenUpdate::Next { initial: 5 })).await?;
-    ensure!(second.fencing_token == Some(FencingToken::new(1_001)), "Next gave {:?}, expected stored + 1 = 1001", second.fencing_token);
-    let kept = must_write(ctx, request(&key, Condition::VersionIs(second.version.clone()), TokenUpdate::Keep)).await?;
-    ensure!(kept.fencing_token == second.fencing_token, "Keep changed the token to {:?}", kept.fencing_token);
+    ensure!(
+        none.fencing_token.is_none(),
+        "Keep on a new record gave token {:?}",
+        none.fencing_token
+    );
+    let first = must_write(
+        ctx,
+        request(&key, Condition::VersionIs(none.version.clone()), next()),
+    )
+    .await?;
+    ensure!(
+        first.fencing_token == Some(FencingToken::new(1_000)),
+        "Next on a tokenless record gave {:?}, expected the initial 1000",
+        first.fencing_token
+    );
+    let second = must_write(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(first.version.clone()),
+            TokenUpdate::Next { initial: 5 },
+        ),
+    )
+    .await?;
+    ensure!(
+        second.fencing_token == Some(FencingToken::new(1_001)),
+        "Next gave {:?}, expected stored + 1 = 1001",
+        second.fencing_token
+    );
+    let kept = must_write(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(second.version.clone()),
+            TokenUpdate::Keep,
+        ),
+    )
+    .await?;
+    ensure!(
+        kept.fencing_token == second.fencing_token,
+        "Keep changed the token to {:?}",
+        kept.fencing_token
+    );
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref() == Some(&kept), "read returned {got:?}, expected {kept:?}");
+    ensure!(
+        got.as_ref() == Some(&kept),
+        "read returned {got:?}, expected {kept:?}"
+    );
     Ok(())
 }
 
@@ -304,13 +385,27 @@ async fn fields_round_trip(ctx: &Ctx) -> Result<(), String> {
     req.host = "host-\u{e9}".to_owned();
     let stored = must_write(ctx, req).await?;
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref() == Some(&stored), "read returned {got:?}, expected {stored:?}");
-    let mut clear = request(&key, Condition::VersionIs(stored.version.clone()), TokenUpdate::Keep);
+    ensure!(
+        got.as_ref() == Some(&stored),
+        "read returned {got:?}, expected {stored:?}"
+    );
+    let mut clear = request(
+        &key,
+        Condition::VersionIs(stored.version.clone()),
+        TokenUpdate::Keep,
+    );
     clear.payload = None;
     let cleared = must_write(ctx, clear).await?;
-    ensure!(cleared.payload.is_none(), "payload None did not remove the payload");
+    ensure!(
+        cleared.payload.is_none(),
+        "payload None did not remove the payload"
+    );
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref().is_some_and(|r| r.payload.is_none() && r.lease_duration == Duration::from_secs(20)), "after clearing, read returned {got:?}");
+    ensure!(
+        got.as_ref()
+            .is_some_and(|r| r.payload.is_none() && r.lease_duration == Duration::from_secs(20)),
+        "after clearing, read returned {got:?}"
+    );
     Ok(())
 }
 
@@ -325,7 +420,10 @@ async fn conditional_delete(ctx: &Ctx) -> Result<(), String> {
         Err(WriteError::ConditionFailed { .. }) => {}
         other => return Err(format!("delete with a wrong version returned {other:?}")),
     }
-    ensure!(read(ctx, &key).await?.is_some(), "a failed delete removed the record");
+    ensure!(
+        read(ctx, &key).await?.is_some(),
+        "a failed delete removed the record"
+    );
     ctx.backend
         .delete(&key, &rec.version)
         .await
@@ -338,10 +436,15 @@ async fn conflict_returns_current(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("current");
     let rec = must_write(ctx, request(&key, Condition::Absent, next())).await?;
     let current = must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
-    ensure!(current.as_ref() == Some(&rec), "conflict returned {current:?}, expected {rec:?}");
+    ensure!(
+        current.as_ref() == Some(&rec),
+        "conflict returned {current:?}, expected {rec:?}"
+    );
     match ctx.backend.delete(&key, &Version::random()).await {
         Err(WriteError::ConditionFailed { current: Some(c) }) if c == rec => Ok(()),
-        other => Err(format!("a failed delete returned {other:?}, expected the current record")),
+        other => Err(format!(
+            "a failed delete returned {other:?}, expected the current record"
+        )),
     }
 }
 
@@ -354,7 +457,11 @@ async fn long_and_unicode_keys(ctx: &Ctx) -> Result<(), String> {
     for key in [long, unicode] {
         let rec = must_write(ctx, request(&key, Condition::Absent, next())).await?;
         let got = read(ctx, &key).await?;
-        ensure!(got.as_ref() == Some(&rec), "key of {} bytes did not round-trip", key.len());
+        ensure!(
+            got.as_ref() == Some(&rec),
+            "key of {} bytes did not round-trip",
+            key.len()
+        );
     }
     Ok(())
 }
@@ -369,14 +476,21 @@ async fn concurrent_cas_has_one_winner(ctx: &Ctx) -> Result<(), String> {
     });
     let results = futures::future::join_all(attempts).await;
     let winners: Vec<&LockRecord> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-    ensure!(winners.len() == 1, "{} of 16 concurrent writes on one version applied; exactly one must", winners.len());
+    ensure!(
+        winners.len() == 1,
+        "{} of 16 concurrent writes on one version applied; exactly one must",
+        winners.len()
+    );
     for r in &results {
         if let Err(WriteError::Backend(e)) = r {
             return Err(format!("backend error under contention: {e}"));
         }
     }
     let got = read(ctx, &key).await?;
-    ensure!(got.as_ref() == Some(winners[0]), "stored record {got:?} is not the winner's");
+    ensure!(
+        got.as_ref() == Some(winners[0]),
+        "stored record {got:?} is not the winner's"
+    );
     Ok(())
 }
 
@@ -401,10 +515,15 @@ async fn race_counter_is_exact(ctx: &Ctx) -> Result<(), String> {
     for c in 0..CLIENTS {
         let client = client(ctx, &format!("racer-{c}"), ReleaseMode::KeepRecord)?;
         for _ in 0..TASKS {
-            let (client, key, counter, inside) = (client.clone(), key.clone(), counter.clone(), inside.clone());
+            let (client, key, counter, inside) =
+                (client.clone(), key.clone(), counter.clone(), inside.clone());
             handles.push(tokio::spawn(async move {
                 for _ in 0..ROUNDS {
-                    let guard = client.create_lock(key.clone()).acquire().await.map_err(|e| e.to_string())?;
+                    let guard = client
+                        .create_lock(key.clone())
+                        .acquire()
+                        .await
+                        .map_err(|e| e.to_string())?;
                     if inside.fetch_add(1, Ordering::SeqCst) != 0 {
                         return Err("two holders at once".to_owned());
                     }
@@ -424,7 +543,10 @@ async fn race_counter_is_exact(ctx: &Ctx) -> Result<(), String> {
     }
     let total = counter.load(Ordering::SeqCst);
     let expected = (CLIENTS * TASKS * ROUNDS) as u64;
-    ensure!(total == expected, "counter is {total}, expected {expected}: mutual exclusion broke");
+    ensure!(
+        total == expected,
+        "counter is {total}, expected {expected}: mutual exclusion broke"
+    );
     Ok(())
 }
 
@@ -457,15 +579,26 @@ async fn fencing_tokens_strictly_increase(ctx: &Ctx) -> Result<(), String> {
     // A crashed holder: a record written directly, never heartbeated, then taken over.
     drop(g.release().await);
     let cur = read(ctx, &key).await?.ok_or("record vanished")?;
-    let mut crash = request(&key, Condition::VersionIs(cur.version.clone()), TokenUpdate::Next { initial: 1 });
+    let mut crash = request(
+        &key,
+        Condition::VersionIs(cur.version.clone()),
+        TokenUpdate::Next { initial: 1 },
+    );
     crash.lease_duration = Duration::from_millis(300);
     crash.host = "crashed".to_owned();
     let crashed = must_write(ctx, crash).await?;
     tokens.push(crashed.fencing_token.ok_or("token missing")?);
-    let g = b.create_lock(key.clone()).acquire_timeout(Duration::from_secs(10)).await.map_err(err)?;
+    let g = b
+        .create_lock(key.clone())
+        .acquire_timeout(Duration::from_secs(10))
+        .await
+        .map_err(err)?;
     tokens.push(g.fencing_token());
     g.release().await.map_err(err)?;
-    ensure!(tokens.windows(2).all(|w| w[0] < w[1]), "fencing tokens did not strictly increase: {tokens:?}");
+    ensure!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "fencing tokens did not strictly increase: {tokens:?}"
+    );
     a.shutdown().await;
     b.shutdown().await;
     Ok(())

@@ -36,7 +36,9 @@ pub use memory::{MemoryBackend, RequestCounts};
 
 /// A blocking lock factory over the process-wide in-memory table `table`: the
 /// original lynk's `lynk.get_lock_factory('table')`, with no AWS involved.
-pub fn get_lock_factory(table: &str) -> Result<lynk_core::blocking::LockFactory, lynk_core::LockError> {
+pub fn get_lock_factory(
+    table: &str,
+) -> Result<lynk_core::blocking::LockFactory, lynk_core::LockError> {
     let backend = MemoryBackend::shared(table);
     lynk_core::blocking::LockFactory::new(move || lynk_core::LockClient::new(backend))
 }

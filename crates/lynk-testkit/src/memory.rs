@@ -85,10 +85,7 @@ impl MemoryBackend {
     }
 
     fn records(&self) -> MutexGuard<'_, HashMap<String, LockRecord>> {
-        self.table
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.table.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The requests served so far.

@@ -10,7 +10,11 @@ async fn memory_backend_passes_conformance() {
     let report = conformance::run_all(Arc::new(MemoryBackend::new())).await;
     println!("{report}");
     report.assert_ok();
-    assert_eq!(report.passed.len(), conformance::case_names().len(), "no case may be skipped on the reference backend");
+    assert_eq!(
+        report.passed.len(),
+        conformance::case_names().len(),
+        "no case may be skipped on the reference backend"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +28,9 @@ async fn fault_wrapper_without_faults_passes_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_detects_a_broken_backend() {
     use async_trait::async_trait;
-    use lynk_core::{BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest};
+    use lynk_core::{
+        BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest,
+    };
 
     #[derive(Debug, Default)]
     struct IgnoresConditions(MemoryBackend);
@@ -52,6 +58,18 @@ async fn conformance_detects_a_broken_backend() {
     })
     .await;
     println!("{report}");
-    assert!(report.failed.iter().any(|(n, _)| *n == "absent_fails_when_present"), "{report}");
-    assert!(report.failed.iter().any(|(n, _)| *n == "concurrent_cas_has_one_winner"), "{report}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|(n, _)| *n == "absent_fails_when_present"),
+        "{report}"
+    );
+    assert!(
+        report
+            .failed
+            .iter()
+            .any(|(n, _)| *n == "concurrent_cas_has_one_winner"),
+        "{report}"
+    );
 }

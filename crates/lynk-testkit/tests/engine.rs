@@ -41,7 +41,11 @@ async fn takeover_after_abandoned_lease_and_not_a_moment_before() {
     let stale = abandoned("job", LEASE);
     backend.put_raw(stale.clone());
     let takeover_after = c.config().takeover_after(LEASE);
-    assert_eq!(takeover_after, Duration::from_millis(10_100), "lease × (1 + 1% drift)");
+    assert_eq!(
+        takeover_after,
+        Duration::from_millis(10_100),
+        "lease × (1 + 1% drift)"
+    );
 
     // Waiting one millisecond less than the takeover time is not enough.
     let start = clock.now();
@@ -50,14 +54,25 @@ async fn takeover_after_abandoned_lease_and_not_a_moment_before() {
         .acquire_timeout(takeover_after - Duration::from_millis(1))
         .await
         .expect_err("must not take over early");
-    assert!(matches!(err, LockError::NotGranted { ref holder, .. } if holder.as_deref() == Some("crashed-host")), "{err}");
+    assert!(
+        matches!(err, LockError::NotGranted { ref holder, .. } if holder.as_deref() == Some("crashed-host")),
+        "{err}"
+    );
     assert_eq!(backend.get("job"), Some(stale.clone()), "record untouched");
 
     // The next waiter of this process joins the same observation and takes
     // over exactly on time, counted from the first sight of the version.
     let guard = c.create_lock("job").acquire().await.expect("takeover");
-    assert_eq!(clock.now() - start, takeover_after, "takeover at lease × (1 + drift), not earlier, not later");
-    assert_eq!(guard.fencing_token().get(), 42, "takeover continues the token");
+    assert_eq!(
+        clock.now() - start,
+        takeover_after,
+        "takeover at lease × (1 + drift), not earlier, not later"
+    );
+    assert_eq!(
+        guard.fencing_token().get(),
+        42,
+        "takeover continues the token"
+    );
     assert_eq!(c.metrics().takeovers, 1);
     guard.release().await.unwrap();
 }
@@ -76,7 +91,11 @@ async fn a_live_holder_is_never_taken_over() {
         .expect_err("heartbeats keep the lock");
     assert!(matches!(err, LockError::NotGranted { .. }));
     assert!(!guard.is_lost());
-    assert!(holder.metrics().heartbeats >= 14, "heartbeats every lease/3: {:?}", holder.metrics());
+    assert!(
+        holder.metrics().heartbeats >= 14,
+        "heartbeats every lease/3: {:?}",
+        holder.metrics()
+    );
     // One waiting client costs one read per poll interval (1 s by default).
     let polls = waiter.metrics().polls;
     assert!((40..=51).contains(&polls), "{polls} polls in 50 s");
@@ -106,7 +125,11 @@ async fn clean_release_is_free_at_once_but_an_abandoned_lock_waits_out_the_lock_
     let start = clock.now();
     let guard = other.create_lock("job").acquire().await.unwrap();
     assert_eq!(clock.now(), start, "no waiting after a clean release");
-    assert_eq!(backend.counts().since(before).total(), 1, "one request per uncontended acquire");
+    assert_eq!(
+        backend.counts().since(before).total(),
+        1,
+        "one request per uncontended acquire"
+    );
     guard.release().await.unwrap();
 }
 
@@ -117,14 +140,44 @@ async fn lost_signal_fires_before_the_safe_deadline_when_heartbeats_fail() {
     let c = client(faulty.clone(), &clock, "holder");
     let guard = c.create_lock("job").acquire().await.unwrap();
     let safe = guard.safe_deadline();
-    assert_eq!(safe - clock.now(), Duration::from_millis(9_900), "safe deadline = lease × (1 − drift)");
-    faulty.inject(Some(Op::Write), None, Fault::FailBefore(BackendErrorKind::Unavailable), None);
+    assert_eq!(
+        safe - clock.now(),
+        Duration::from_millis(9_900),
+        "safe deadline = lease × (1 − drift)"
+    );
+    faulty.inject(
+        Some(Op::Write),
+        None,
+        Fault::FailBefore(BackendErrorKind::Unavailable),
+        None,
+    );
     guard.lost().await;
     let fired = clock.now();
-    assert!(fired < safe, "lost signal at {:?} must precede the safe deadline", safe - fired);
-    assert_eq!(safe - fired, Duration::from_secs(1), "fired lease × margin (10%) before the safe deadline");
-    assert!(matches!(guard.lost_reason(), Some(LostReason::HeartbeatsFailed { last_error: Some(_) })), "{:?}", guard.lost_reason());
-    assert!(c.metrics().heartbeat_failures >= 2, "failed heartbeats were retried: {:?}", c.metrics());
+    assert!(
+        fired < safe,
+        "lost signal at {:?} must precede the safe deadline",
+        safe - fired
+    );
+    assert_eq!(
+        safe - fired,
+        Duration::from_secs(1),
+        "fired lease × margin (10%) before the safe deadline"
+    );
+    assert!(
+        matches!(
+            guard.lost_reason(),
+            Some(LostReason::HeartbeatsFailed {
+                last_error: Some(_)
+            })
+        ),
+        "{:?}",
+        guard.lost_reason()
+    );
+    assert!(
+        c.metrics().heartbeat_failures >= 2,
+        "failed heartbeats were retried: {:?}",
+        c.metrics()
+    );
     assert!(matches!(guard.release().await, Err(LockError::Lost { .. })));
 }
 
@@ -140,7 +193,16 @@ async fn lost_signal_fires_before_the_safe_deadline_when_heartbeats_stall() {
     assert!(c.metrics().heartbeats >= 1);
     faulty.inject(Some(Op::Write), None, Fault::Stall, None);
     let worked = guard.run(std::future::pending::<()>()).await;
-    assert!(matches!(worked, Err(LockError::Lost { reason: LostReason::HeartbeatsFailed { last_error: None }, .. })), "{worked:?}");
+    assert!(
+        matches!(
+            worked,
+            Err(LockError::Lost {
+                reason: LostReason::HeartbeatsFailed { last_error: None },
+                ..
+            })
+        ),
+        "{worked:?}"
+    );
     assert!(clock.now() < safe, "fired before the safe deadline");
     assert_eq!(safe - clock.now(), Duration::from_secs(1));
 }
@@ -154,8 +216,17 @@ async fn a_stolen_lock_is_signalled_at_the_next_heartbeat() {
     backend.put_raw(abandoned("job", LEASE)); // an operator (or a rogue client) overwrote it
     let start = clock.now();
     guard.lost().await;
-    assert!(clock.now() - start <= c.config().heartbeat_every(LEASE) + Duration::from_millis(1), "lost after {:?}", clock.now() - start);
-    assert_eq!(guard.lost_reason(), Some(LostReason::Stolen { by: Some("crashed-host".into()) }));
+    assert!(
+        clock.now() - start <= c.config().heartbeat_every(LEASE) + Duration::from_millis(1),
+        "lost after {:?}",
+        clock.now() - start
+    );
+    assert_eq!(
+        guard.lost_reason(),
+        Some(LostReason::Stolen {
+            by: Some("crashed-host".into())
+        })
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,7 +274,10 @@ async fn fencing_tokens_strictly_increase_across_release_takeover_rewrite_and_de
         backend.remove_raw("job");
         clock.advance(Duration::from_millis(1)).await;
     }
-    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens must strictly increase: {tokens:?}");
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens must strictly increase: {tokens:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,11 +288,18 @@ async fn a_lost_response_on_acquire_is_resolved_as_held() {
     faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
     let start = clock.now();
     let guard = c.create_lock("job").acquire().await.expect("resolved");
-    assert!(clock.now() - start < Duration::from_secs(1), "no lease-long wait for our own record");
+    assert!(
+        clock.now() - start < Duration::from_secs(1),
+        "no lease-long wait for our own record"
+    );
     assert_eq!(c.metrics().ambiguous_resolved, 1);
     let stored = faulty.inner().get("job").unwrap();
     assert_eq!(stored.host, "me");
-    assert_eq!(stored.fencing_token, Some(guard.fencing_token()), "the applied attempt's token, not a second increment");
+    assert_eq!(
+        stored.fencing_token,
+        Some(guard.fencing_token()),
+        "the applied attempt's token, not a second increment"
+    );
     // Heartbeat and release responses lost too: still consistent.
     faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
     clock.advance(LEASE).await;
@@ -248,12 +329,20 @@ async fn local_waiters_are_served_fifo_with_one_write_per_handover_and_no_pollin
     }
     clock.advance(LEASE * 3).await; // a long hold: waiters must not poll
     let before = backend.counts();
-    assert_eq!(backend.counts().reads, 0, "no polling while a local holder exists");
+    assert_eq!(
+        backend.counts().reads,
+        0,
+        "no polling while a local holder exists"
+    );
     let first_token = holder.fencing_token();
     holder.release().await.unwrap();
     let (i, t) = rx.recv().await.unwrap();
     let handover = backend.counts().since(before);
-    assert_eq!((handover.writes, handover.reads, handover.deletes), (1, 0, 0), "exactly one write per handover");
+    assert_eq!(
+        (handover.writes, handover.reads, handover.deletes),
+        (1, 0, 0),
+        "exactly one write per handover"
+    );
     assert_eq!(i, 0);
     assert!(t > first_token);
     let mut order = vec![i];
@@ -279,8 +368,16 @@ async fn dropping_a_guard_releases_it() {
     drop(guard);
     tokio::task::yield_now().await;
     clock.advance(Duration::from_millis(1)).await;
-    assert!(backend.get("job").unwrap().released, "drop released the record");
-    let g = b.create_lock("job").try_acquire().await.unwrap().expect("free after drop");
+    assert!(
+        backend.get("job").unwrap().released,
+        "drop released the record"
+    );
+    let g = b
+        .create_lock("job")
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("free after drop");
     g.release().await.unwrap();
 }
 
@@ -307,10 +404,17 @@ async fn shutdown_releases_everything_and_reports_per_lock() {
         assert!(backend.get(name).unwrap().released, "{name} released");
     }
     for g in &guards {
-        assert_eq!(g.lost_reason(), Some(LostReason::ClientShutDown), "holders are told");
+        assert_eq!(
+            g.lost_reason(),
+            Some(LostReason::ClientShutDown),
+            "holders are told"
+        );
     }
     assert!(matches!(waiter.await.unwrap(), Err(LockError::ShutDown)));
-    assert!(matches!(c.create_lock("d").acquire().await, Err(LockError::ShutDown)));
+    assert!(matches!(
+        c.create_lock("d").acquire().await,
+        Err(LockError::ShutDown)
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,12 +424,21 @@ async fn shutdown_reports_locks_it_could_not_release() {
     let c = client(faulty.clone(), &clock, "me");
     let _a = c.create_lock("a").acquire().await.unwrap();
     let _b = c.create_lock("b").acquire().await.unwrap();
-    faulty.inject(Some(Op::Write), Some("b"), Fault::FailBefore(BackendErrorKind::AccessDenied), None);
+    faulty.inject(
+        Some(Op::Write),
+        Some("b"),
+        Fault::FailBefore(BackendErrorKind::AccessDenied),
+        None,
+    );
     let report = c.shutdown().await;
     assert_eq!(report.released, vec!["a"]);
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0, "b");
-    assert!(report.failed[0].1.to_string().contains("access denied"), "{}", report.failed[0].1);
+    assert!(
+        report.failed[0].1.to_string().contains("access denied"),
+        "{}",
+        report.failed[0].1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -353,7 +466,12 @@ async fn payload_is_readable_by_others() {
     let clock = TestClock::new();
     let leader = client(backend.clone(), &clock, "leader");
     let follower = client(backend.clone(), &clock, "follower");
-    let g = leader.create_lock("leader").with_payload("10.0.0.7:8080").acquire().await.unwrap();
+    let g = leader
+        .create_lock("leader")
+        .with_payload("10.0.0.7:8080")
+        .acquire()
+        .await
+        .unwrap();
     clock.advance(LEASE * 2).await; // heartbeats keep the payload
     let seen = follower.describe("leader").await.unwrap().unwrap();
     assert_eq!(seen.payload.as_deref(), Some(&b"10.0.0.7:8080"[..]));
@@ -371,8 +489,15 @@ async fn bad_input_is_refused_before_any_request() {
         (c.create_lock(""), "lock name"),
         (c.create_lock("x".repeat(2049)), "lock name"),
         (c.create_lock("job").with_lease(Duration::ZERO), "lease"),
-        (c.create_lock("job").with_lease(Duration::from_secs(365 * 24 * 3600)), "lease"),
-        (c.create_lock("job").with_payload(vec![0u8; 300 * 1024]), "payload"),
+        (
+            c.create_lock("job")
+                .with_lease(Duration::from_secs(365 * 24 * 3600)),
+            "lease",
+        ),
+        (
+            c.create_lock("job").with_payload(vec![0u8; 300 * 1024]),
+            "payload",
+        ),
     ];
     for (lock, what) in cases {
         match lock.acquire().await {
@@ -384,8 +509,16 @@ async fn bad_input_is_refused_before_any_request() {
         }
     }
     assert_eq!(backend.counts().total(), 0);
-    let bad = LockClient::builder(MemoryBackend::new()).drift_allowance(0.9).build();
-    assert!(matches!(bad, Err(LockError::InvalidInput { what: "drift allowance", .. })));
+    let bad = LockClient::builder(MemoryBackend::new())
+        .drift_allowance(0.9)
+        .build();
+    assert!(matches!(
+        bad,
+        Err(LockError::InvalidInput {
+            what: "drift allowance",
+            ..
+        })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -428,6 +561,10 @@ async fn a_drifting_waiter_still_waits_long_enough() {
     backend.put_raw(record);
     drop(g);
     let w = waiter.create_lock("job").acquire().await.unwrap();
-    assert!(real.now() >= holder_safe_real, "waiter took over {:?} before the holder's safe deadline", holder_safe_real - real.now());
+    assert!(
+        real.now() >= holder_safe_real,
+        "waiter took over {:?} before the holder's safe deadline",
+        holder_safe_real - real.now()
+    );
     w.release().await.unwrap();
 }
