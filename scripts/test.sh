@@ -14,3 +14,9 @@ trap 'scripts/test-servers.sh stop' EXIT
 eval "$(scripts/test-servers.sh env)"
 
 cargo test --workspace "$@"
+
+# Every example runs (with short holds), so they stay true.
+for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v '^lynk-examples$'); do
+  echo "== example $example"
+  LYNK_EXAMPLE_HOLD_MS=200 cargo run --quiet -p lynk-examples --example "$example"
+done
