@@ -20,3 +20,8 @@ for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v
   echo "== example $example"
   LYNK_EXAMPLE_HOLD_MS=200 cargo run --quiet -p lynk-examples --example "$example"
 done
+
+# The original quickstart's numbers: 2 workers holding 10 s each, lease 20 s.
+# lynk finishes in about two hold times; the original needs hold + lease + hold.
+echo "== lynk demo (2 workers, 10 s hold)"
+cargo run --quiet -p lynk-cli -- demo --workers 2 --hold 10s --lease 20s

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::client::ClientInner;
 use crate::lease::LeaseShared;
 use crate::metrics::Metrics;
@@ -69,7 +71,12 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                     payload: spec.payload.clone(),
                     released: false,
                 };
-                match inner.backend.write(request).await {
+                let span = if takeover {
+                    tracing::info_span!("lynk.takeover", lock = %name)
+                } else {
+                    tracing::Span::none()
+                };
+                match inner.backend.write(request).instrument(span).await {
                     Ok(record) => {
                         if takeover {
                             Metrics::inc(&inner.metrics.takeovers);

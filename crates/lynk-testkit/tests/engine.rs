@@ -84,6 +84,13 @@ async fn a_live_holder_is_never_taken_over() {
     let holder = client(backend.clone(), &clock, "holder");
     let waiter = client(backend.clone(), &clock, "waiter");
     let guard = holder.create_lock("job").acquire().await.unwrap();
+    // Four more waiters of the same process queue locally: still one poller.
+    let queued: Vec<_> = (0..4)
+        .map(|_| {
+            let lock = waiter.create_lock("job");
+            tokio::spawn(async move { lock.acquire_timeout(LEASE * 5).await.map(drop) })
+        })
+        .collect();
     let err = waiter
         .create_lock("job")
         .acquire_timeout(LEASE * 5)
@@ -98,7 +105,16 @@ async fn a_live_holder_is_never_taken_over() {
     );
     // One waiting client costs one read per poll interval (1 s by default).
     let polls = waiter.metrics().polls;
-    assert!((40..=51).contains(&polls), "{polls} polls in 50 s");
+    assert!(
+        (40..=51).contains(&polls),
+        "{polls} polls in 50 s, for five local waiters"
+    );
+    for q in queued {
+        assert!(matches!(
+            q.await.unwrap(),
+            Err(LockError::NotGranted { .. })
+        ));
+    }
     guard.release().await.unwrap();
 }
 
