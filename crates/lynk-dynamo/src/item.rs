@@ -48,7 +48,11 @@ pub(crate) struct MalformedItem {
 impl std::fmt::Display for MalformedItem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.key {
-            Some(k) => write!(f, "the item for lock {k:?} is not a lock record: {}", self.problem),
+            Some(k) => write!(
+                f,
+                "the item for lock {k:?} is not a lock record: {}",
+                self.problem
+            ),
             None => write!(f, "an item is not a lock record: {}", self.problem),
         }
     }
@@ -73,7 +77,11 @@ pub fn parse_lease(text: &str) -> Option<Duration> {
     let t = text.trim();
     if t.starts_with('-') {
         // "-0" is harmless; anything else negative is not a lease.
-        return t.trim_start_matches('-').chars().all(|c| c == '0' || c == '.').then_some(Duration::ZERO);
+        return t
+            .trim_start_matches('-')
+            .chars()
+            .all(|c| c == '0' || c == '.')
+            .then_some(Duration::ZERO);
     }
     if !t.contains(['e', 'E']) {
         let (int, frac) = t.split_once('.').unwrap_or((t, ""));
@@ -107,7 +115,11 @@ pub fn parse_token(text: &str) -> Option<FencingToken> {
         return None;
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    Some(FencingToken::new(if f >= u64::MAX as f64 { u64::MAX } else { f as u64 }))
+    Some(FencingToken::new(if f >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        f as u64
+    }))
 }
 
 /// Reads a lock record from a DynamoDB item.
@@ -146,8 +158,11 @@ pub(crate) fn record_from_item(
         None => return Err(bad(format!("it has no `{VERSION_NUMBER}`"))),
     };
     let lease_duration = match item.get(LEASE_DURATION) {
-        Some(AttributeValue::N(n)) => parse_lease(n)
-            .ok_or_else(|| bad(format!("`{LEASE_DURATION}` {n:?} is not a number of seconds")))?,
+        Some(AttributeValue::N(n)) => parse_lease(n).ok_or_else(|| {
+            bad(format!(
+                "`{LEASE_DURATION}` {n:?} is not a number of seconds"
+            ))
+        })?,
         Some(_) => return Err(bad(format!("`{LEASE_DURATION}` is not a number (N)"))),
         None => return Err(bad(format!("it has no `{LEASE_DURATION}`"))),
     };

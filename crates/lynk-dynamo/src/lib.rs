@@ -1,6 +1,110 @@
 //! # lynk-dynamo
 //!
-//! lynk's backend on Amazon DynamoDB. Not implemented yet: this crate is a
-//! placeholder until the DynamoDB backend lands.
+//! lynk's lock backend on Amazon DynamoDB, and lock-table administration.
+//!
+//! * [`DynamoBackend`] implements [`lynk_core::LockBackend`] with one
+//!   conditional `UpdateItem` per acquire, heartbeat and release, in an item
+//!   format the original Python lynk (0.3.1) shares (see [`item`]).
+//! * [`TableAdmin`] creates, lists, checks and deletes lock tables, and lists
+//!   the locks in one.
+//! * [`FencedWrite`] makes your own DynamoDB write conditional on still
+//!   holding a lock, in one transaction.
+//! * [`lock_client`] and [`get_lock_factory`] are the one-line starts, the
+//!   latter mirroring the original's `lynk.get_lock_factory('table')`.
+//!
+//! Configuration comes from the standard AWS chain (environment, profiles,
+//! SSO, instance roles); `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_DYNAMODB`
+//! are honoured, and [`AwsOptions`] / [`DynamoBackend::builder`] override
+//! region, endpoint and profile.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), lynk_dynamo::Error> {
+//! let client = lynk_dynamo::lock_client("my-locks").await?;
+//! let guard = client.create_lock("nightly-job").acquire().await?;
+//! println!("fencing token {}", guard.fencing_token());
+//! guard.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/dynamodb.md` in the repository for the item format, costs,
+//! and the fencing-token assumption.
 
+mod admin;
+mod backend;
+mod classify;
+mod connect;
+mod error;
+mod expression;
+mod fenced;
+pub mod item;
+
+pub use admin::{
+    Billing, CreateOptions, CreateOutcome, TableAdmin, TableInfo, LYNK_TAG_KEY, LYNK_TAG_VALUE,
+};
+pub use admin::{LockEntry, LockListing};
+pub use backend::{DynamoBackend, DynamoBackendBuilder, DEFAULT_RETENTION};
+pub use connect::AwsOptions;
+pub use error::Error;
+pub use fenced::{FencedWrite, UserWrite};
+
+pub use aws_sdk_dynamodb;
 pub use lynk_core;
+
+/// A [`LockClient`](lynk_core::LockClient) with default settings over
+/// `table`, configured from the standard AWS chain.
+///
+/// Must be called inside a tokio runtime.
+pub async fn lock_client(table: impl Into<String>) -> Result<lynk_core::LockClient, Error> {
+    let backend = DynamoBackend::builder(table).build().await?;
+    Ok(lynk_core::LockClient::new(backend)?)
+}
+
+/// A blocking lock factory over `table`, configured from the standard AWS
+/// chain: the original lynk's `lynk.get_lock_factory('table')`.
+///
+/// Must not be called from async code (it starts its own runtime).
+///
+/// ```no_run
+/// let factory = lynk_dynamo::get_lock_factory("my-locks")?;
+/// let guard = factory.create_lock("my lock").acquire()?;
+/// // ... work ...
+/// guard.release()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn get_lock_factory(table: &str) -> Result<lynk_core::blocking::LockFactory, Error> {
+    get_lock_factory_with(DynamoBackend::builder(table))
+}
+
+/// Like [`get_lock_factory`], with a configured builder.
+pub fn get_lock_factory_with(
+    builder: DynamoBackendBuilder,
+) -> Result<lynk_core::blocking::LockFactory, Error> {
+    let mut failure = None;
+    let factory = lynk_core::blocking::LockFactory::new(|| {
+        // `new` runs this with the factory's runtime entered on this thread,
+        // where blocking is not allowed; load the AWS configuration on that
+        // runtime from a helper thread instead.
+        let handle = tokio::runtime::Handle::current();
+        let built = std::thread::scope(|s| {
+            s.spawn(|| handle.block_on(builder.build()))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        });
+        match built {
+            Ok(backend) => lynk_core::LockClient::new(backend),
+            Err(e) => {
+                let message = e.to_string();
+                failure = Some(e);
+                Err(lynk_core::LockError::InvalidInput {
+                    what: "DynamoDB configuration",
+                    problem: message,
+                })
+            }
+        }
+    });
+    match (factory, failure) {
+        (Ok(f), _) => Ok(f),
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+    }
+}

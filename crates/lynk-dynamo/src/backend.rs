@@ -1,0 +1,463 @@
+//! [`DynamoBackend`]: lynk's [`LockBackend`] on DynamoDB conditional writes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use lynk_core::{
+    BackendError, BackendErrorKind, Capabilities, Clock, Condition, LockBackend, LockRecord,
+    SystemClock, TokenUpdate, Version, WriteError, WriteRequest,
+};
+
+use crate::classify::{backend_error, Effect};
+use crate::expression::Placeholders;
+use crate::item::{
+    format_lease, key_of, record_from_item, EXPIRES_AT, FENCING_TOKEN, HOST_IDENTIFIER,
+    LEASE_DURATION, LOCK_KEY, PAYLOAD, RELEASED, VERSION_NUMBER,
+};
+use crate::{AwsOptions, Error};
+
+/// How long a record stays in the table after its last write before
+/// DynamoDB's TTL may delete it, by default (seven days, on top of the lease).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// lynk's lock backend on one DynamoDB table.
+///
+/// Every write is **one** `UpdateItem` with a condition expression, so an
+/// uncontended acquire, heartbeat or release costs one request. A failed
+/// condition returns the stored item in the same response
+/// (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) where the server supports
+/// it; reads are strongly consistent `GetItem`s.
+///
+/// The item keeps the original Python lynk's attributes (`lockKey`,
+/// `leaseDuration`, `versionNumber`, `hostIdentifier`), so both clients can
+/// share a table, and adds `fencingToken`, `payload`, `released` and the TTL
+/// attribute `expiresAt` (see the [`item`](crate::item) module).
+///
+/// Cloning is cheap and shares the SDK client.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), lynk_dynamo::Error> {
+/// use lynk_dynamo::DynamoBackend;
+/// let backend = DynamoBackend::builder("my-locks").region("eu-west-1").build().await?;
+/// let client = lynk_core::LockClient::new(backend)?;
+/// let guard = client.create_lock("nightly-job").acquire().await?;
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DynamoBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    capabilities: Capabilities,
+}
+
+impl fmt::Debug for DynamoBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoBackend")
+            .field("table", &self.inner.table)
+            .field("retention", &self.inner.retention)
+            .field("capabilities", &self.inner.capabilities)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`DynamoBackend`]; see [`DynamoBackend::builder`].
+#[derive(Debug)]
+#[must_use = "call .build().await to get the backend"]
+pub struct DynamoBackendBuilder {
+    table: String,
+    options: AwsOptions,
+    client: Option<aws_sdk_dynamodb::Client>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    returns_current_on_conflict: bool,
+    transactions: bool,
+}
+
+impl DynamoBackendBuilder {
+    /// Uses `region` instead of the standard chain's.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.options.region = Some(region.into());
+        self
+    }
+
+    /// Sends requests to `url` instead of AWS's endpoint (or the one in
+    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB`, which the SDK honours).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.options.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Uses the named profile of the shared AWS config files.
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.options.profile = Some(profile.into());
+        self
+    }
+
+    /// Replaces all connection options at once.
+    pub fn options(mut self, options: AwsOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Uses an existing SDK client; region, endpoint and profile are then ignored.
+    pub fn client(mut self, client: aws_sdk_dynamodb::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The clock whose wall time sets the TTL attribute (default [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long after its last write (beyond the lease) a record may be
+    /// deleted by the table's TTL (default [`DEFAULT_RETENTION`]). Held
+    /// locks are rewritten by every heartbeat, so they never come near it.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether the server returns the stored item when a condition fails
+    /// (default `true`: DynamoDB and moto do; dynalite does not). Declared to
+    /// the engine and the conformance suite; with `false`, the engine reads
+    /// the record after a conflict.
+    pub fn returns_current_on_conflict(mut self, yes: bool) -> Self {
+        self.returns_current_on_conflict = yes;
+        self
+    }
+
+    /// Whether the server supports `TransactWriteItems` (default `true`;
+    /// dynalite does not). Needed for [fenced writes](crate::FencedWrite).
+    pub fn transactions(mut self, yes: bool) -> Self {
+        self.transactions = yes;
+        self
+    }
+
+    /// Loads the AWS configuration (unless a client was given) and builds
+    /// the backend. Does not contact the table; use
+    /// [`TableAdmin::check_table`](crate::TableAdmin::check_table) for that.
+    pub async fn build(self) -> Result<DynamoBackend, Error> {
+        let client = match self.client {
+            Some(c) => c,
+            None => self.options.load_client().await?,
+        };
+        Ok(DynamoBackend {
+            inner: Arc::new(Inner {
+                client,
+                table: self.table,
+                clock: self.clock,
+                retention: self.retention,
+                capabilities: Capabilities::minimal()
+                    .with_returns_current_on_conflict(self.returns_current_on_conflict)
+                    .with_transactions(self.transactions),
+            }),
+        })
+    }
+}
+
+impl DynamoBackend {
+    /// Starts building a backend for `table`, configured from the standard
+    /// AWS chain.
+    pub fn builder(table: impl Into<String>) -> DynamoBackendBuilder {
+        DynamoBackendBuilder {
+            table: table.into(),
+            options: AwsOptions::default(),
+            client: None,
+            clock: Arc::new(SystemClock),
+            retention: DEFAULT_RETENTION,
+            returns_current_on_conflict: true,
+            transactions: true,
+        }
+    }
+
+    /// A backend for `table` over an existing SDK client, with the default
+    /// settings (DynamoDB's capabilities, seven days of retention).
+    pub fn from_client(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoBackend {
+            inner: Arc::new(Inner {
+                client,
+                table: table.into(),
+                clock: Arc::new(SystemClock),
+                retention: DEFAULT_RETENTION,
+                capabilities: Capabilities::minimal()
+                    .with_returns_current_on_conflict(true)
+                    .with_transactions(true),
+            }),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.inner.table
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.inner.client
+    }
+
+    /// Table administration over the same client.
+    pub fn admin(&self) -> crate::TableAdmin {
+        crate::TableAdmin::new(self.inner.client.clone())
+    }
+
+    /// The `expiresAt` value for a record written now with `lease`.
+    fn expires_at(&self, lease: Duration) -> u64 {
+        let now = self
+            .inner
+            .clock
+            .wall_now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        now.saturating_add(self.inner.retention.as_secs())
+            .saturating_add(lease.as_secs())
+            .saturating_add(1)
+    }
+
+    fn malformed(&self, problem: impl fmt::Display) -> BackendError {
+        BackendError::new(
+            BackendErrorKind::Other,
+            format!(
+                "in table `{}`, {problem}; fix the item or delete it (e.g. with the AWS console or `aws dynamodb delete-item`)",
+                self.inner.table
+            ),
+        )
+    }
+
+    fn record(
+        &self,
+        item: &std::collections::HashMap<String, AttributeValue>,
+    ) -> Result<LockRecord, BackendError> {
+        record_from_item(item).map_err(|e| self.malformed(e))
+    }
+}
+
+/// Builds the `UpdateItem` expressions for `request`.
+pub(crate) struct WriteExpressions {
+    pub(crate) update: String,
+    pub(crate) condition: String,
+    pub(crate) placeholders: Placeholders,
+}
+
+pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> WriteExpressions {
+    let mut p = Placeholders::default();
+    let condition = match &request.condition {
+        Condition::Absent => format!("attribute_not_exists({})", p.name(LOCK_KEY)),
+        Condition::Vacant => format!(
+            "attribute_not_exists({}) OR {} = {}",
+            p.name(LOCK_KEY),
+            p.name(RELEASED),
+            p.value("true", AttributeValue::Bool(true))
+        ),
+        Condition::VersionIs(v) => format!(
+            "{} = {}",
+            p.name(VERSION_NUMBER),
+            p.value("expected", AttributeValue::S(v.as_str().to_owned()))
+        ),
+    };
+    let mut set = vec![
+        format!(
+            "{} = {}",
+            p.name(VERSION_NUMBER),
+            p.value(
+                "version",
+                AttributeValue::S(request.version.as_str().to_owned())
+            )
+        ),
+        format!(
+            "{} = {}",
+            p.name(LEASE_DURATION),
+            p.value(
+                "lease",
+                AttributeValue::N(format_lease(request.lease_duration))
+            )
+        ),
+        format!(
+            "{} = {}",
+            p.name(HOST_IDENTIFIER),
+            p.value("host", AttributeValue::S(request.host.clone()))
+        ),
+        format!(
+            "{} = {}",
+            p.name(EXPIRES_AT),
+            p.value("expires", AttributeValue::N(expires_at.to_string()))
+        ),
+    ];
+    let mut remove = Vec::new();
+    if let TokenUpdate::Next { initial } = request.token {
+        // stored + 1 if a token exists, else exactly `initial`.
+        let base = i128::from(initial) - 1;
+        let t = p.name(FENCING_TOKEN);
+        set.push(format!(
+            "{t} = if_not_exists({t}, {}) + {}",
+            p.value("base", AttributeValue::N(base.to_string())),
+            p.value("one", AttributeValue::N("1".into()))
+        ));
+    }
+    match &request.payload {
+        Some(b) => set.push(format!(
+            "{} = {}",
+            p.name(PAYLOAD),
+            p.value("payload", AttributeValue::B(Blob::new(b.to_vec())))
+        )),
+        None => remove.push(p.name(PAYLOAD)),
+    }
+    if request.released {
+        set.push(format!(
+            "{} = {}",
+            p.name(RELEASED),
+            p.value("true", AttributeValue::Bool(true))
+        ));
+    } else {
+        remove.push(p.name(RELEASED));
+    }
+    let mut update = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        update.push_str(" REMOVE ");
+        update.push_str(&remove.join(", "));
+    }
+    WriteExpressions {
+        update,
+        condition,
+        placeholders: p,
+    }
+}
+
+#[async_trait]
+impl LockBackend for DynamoBackend {
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
+        let out = self
+            .inner
+            .client
+            .get_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(key_of(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend_error(e, "GetItem", &self.inner.table, Effect::ReadOnly))?;
+        match out.item() {
+            Some(item) if !item.is_empty() => self.record(item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
+        let expr = write_expressions(&request, self.expires_at(request.lease_duration));
+        let result = self
+            .inner
+            .client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(key_of(&request.key)))
+            .update_expression(expr.update)
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(expr.placeholders.names())
+            .set_expression_attribute_values(expr.placeholders.values())
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes() {
+                Some(item) => Ok(self.record(item)?),
+                None => Err(BackendError::new(
+                    BackendErrorKind::OutcomeUnknown,
+                    format!(
+                        "UpdateItem on table `{}` succeeded but returned no item; the server ignores ReturnValues=ALL_NEW",
+                        self.inner.table
+                    ),
+                )
+                .into()),
+            },
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                let current = match service.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => match c.item() {
+                        Some(item) if !item.is_empty() => Some(self.record(item)?),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                // The SDK may have retried a write whose first attempt
+                // applied: a stored record carrying this request's fresh
+                // version can only have been written by this request.
+                if let Some(current) = current {
+                    if current.version == request.version {
+                        return Ok(current);
+                    }
+                    return Err(WriteError::ConditionFailed {
+                        current: Some(current),
+                    });
+                }
+                Err(WriteError::ConditionFailed { current: None })
+            }
+            Err(e) => Err(backend_error(e, "UpdateItem", &self.inner.table, Effect::Write).into()),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
+        let mut p = Placeholders::default();
+        let condition = format!(
+            "{} = {}",
+            p.name(VERSION_NUMBER),
+            p.value("expected", AttributeValue::S(expected.as_str().to_owned()))
+        );
+        let result = self
+            .inner
+            .client
+            .delete_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(key_of(key)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    DeleteItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                let current = match service.err() {
+                    DeleteItemError::ConditionalCheckFailedException(c) => match c.item() {
+                        Some(item) if !item.is_empty() => Some(self.record(item)?),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Err(WriteError::ConditionFailed { current })
+            }
+            Err(e) => Err(backend_error(e, "DeleteItem", &self.inner.table, Effect::Write).into()),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
+    }
+}
