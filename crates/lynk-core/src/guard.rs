@@ -83,6 +83,15 @@ impl LockGuard {
         self.lease.valid_from() + self.inner.config.safe_for(self.lease.lease)
     }
 
+    /// A cheap, cloneable view of this lease for other tasks: its lost-lease
+    /// signal and safe deadline, without the right to release.
+    pub fn watch(&self) -> LeaseWatch {
+        LeaseWatch {
+            lease: self.lease.clone(),
+            safe_for: self.inner.config.safe_for(self.lease.lease),
+        }
+    }
+
     /// `true` once the lease is lost. Check it before each step of long work.
     pub fn is_lost(&self) -> bool {
         self.lease.lost.is_cancelled()
@@ -173,5 +182,53 @@ impl Drop for LockGuard {
                 tracing::warn!(error = %e, "release on drop failed");
             }
         }));
+    }
+}
+
+/// A view of a held lease, from [`LockGuard::watch`]: clone it into tasks
+/// that must know whether the lock is still held.
+#[derive(Clone)]
+pub struct LeaseWatch {
+    lease: Arc<LeaseShared>,
+    safe_for: Duration,
+}
+
+impl fmt::Debug for LeaseWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseWatch")
+            .field("name", &self.lease.name)
+            .field("fencing_token", &self.lease.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseWatch {
+    /// The fencing token of the watched acquisition.
+    pub fn fencing_token(&self) -> FencingToken {
+        self.lease.token
+    }
+
+    /// As [`LockGuard::safe_deadline`].
+    pub fn safe_deadline(&self) -> Instant {
+        self.lease.valid_from() + self.safe_for
+    }
+
+    /// As [`LockGuard::is_lost`].
+    pub fn is_lost(&self) -> bool {
+        self.lease.lost.is_cancelled()
+    }
+
+    /// As [`LockGuard::lost_reason`].
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.lease.lost_reason().cloned()
+    }
+
+    /// As [`LockGuard::lost`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn lost(&self) -> WaitForCancellationFuture<'_> {
+        self.lease.lost.cancelled()
     }
 }

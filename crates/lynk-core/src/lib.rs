@@ -64,7 +64,7 @@ pub use config::{
     ClientConfig, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
 };
 pub use error::{LockError, LostReason};
-pub use guard::LockGuard;
+pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;
 pub use metrics::MetricsSnapshot;
 pub use record::{FencingToken, LockRecord, Version};

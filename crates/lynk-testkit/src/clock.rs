@@ -91,6 +91,18 @@ impl TestClock {
         }
     }
 
+    /// The instant of tokio's (real) time at which this clock shows `local`:
+    /// converts a drifting host's instants to the shared time line.
+    pub fn to_real(&self, local: Instant) -> Instant {
+        let since = local.saturating_duration_since(self.base_real.into_std());
+        self.base_real.into_std() + since.div_f64(self.rate)
+    }
+
+    /// The drift rate.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
     fn elapsed_local(&self) -> Duration {
         (tokio::time::Instant::now() - self.base_real).mul_f64(self.rate)
     }

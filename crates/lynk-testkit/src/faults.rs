@@ -10,6 +10,8 @@ use lynk_core::{
     BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, Version,
     WriteError, WriteRequest,
 };
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// The kind of backend call a fault applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +37,47 @@ pub enum Fault {
     Stall,
     /// Answer after this much time on the wrapper's clock.
     Delay(Duration),
+}
+
+/// Faults drawn at random, from a seed, for calls no scripted rule matched.
+///
+/// The same seed and the same sequence of calls give the same faults, so a
+/// failing simulation replays exactly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RandomFaults {
+    /// The seed.
+    pub seed: u64,
+    /// Probability that a call fails before reaching the store (half
+    /// `Throttled`, half `Unavailable`).
+    pub fail_before: f64,
+    /// Probability that a call applies and its response is lost.
+    pub lose_response: f64,
+    /// Probability that a call is delayed by up to [`max_delay`](RandomFaults::max_delay).
+    pub delay: f64,
+    /// The longest injected delay.
+    pub max_delay: Duration,
+    /// The operations faults apply to (all if empty).
+    pub ops: Vec<Op>,
+}
+
+impl RandomFaults {
+    /// No faults at all, from `seed`.
+    pub fn none(seed: u64) -> Self {
+        RandomFaults {
+            seed,
+            fail_before: 0.0,
+            lose_response: 0.0,
+            delay: 0.0,
+            max_delay: Duration::ZERO,
+            ops: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Random {
+    plan: RandomFaults,
+    rng: StdRng,
 }
 
 #[derive(Debug)]
@@ -65,6 +108,7 @@ pub struct FaultyBackend<B> {
     rules: Arc<Mutex<VecDeque<Rule>>>,
     injected: Arc<AtomicU64>,
     clock: Option<Arc<dyn Clock>>,
+    random: Option<Arc<Mutex<Random>>>,
 }
 
 impl<B: LockBackend> FaultyBackend<B> {
@@ -75,7 +119,16 @@ impl<B: LockBackend> FaultyBackend<B> {
             rules: Arc::default(),
             injected: Arc::default(),
             clock: None,
+            random: None,
         }
+    }
+
+    /// Also injects random faults drawn from `plan` into calls that no
+    /// scripted rule matches.
+    pub fn with_random(mut self, plan: RandomFaults) -> Self {
+        let rng = StdRng::seed_from_u64(plan.seed);
+        self.random = Some(Arc::new(Mutex::new(Random { plan, rng })));
+        self
     }
 
     /// Uses `clock` for [`Fault::Delay`] (default: the system clock).
@@ -114,11 +167,42 @@ impl<B: LockBackend> FaultyBackend<B> {
         self.rules.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn random_fault(&self, op: Op) -> Option<Fault> {
+        let mut random = self
+            .random
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Random { plan, rng } = &mut *random;
+        if !plan.ops.is_empty() && !plan.ops.contains(&op) {
+            return None;
+        }
+        let roll: f64 = rng.gen();
+        let fault = if roll < plan.fail_before {
+            Fault::FailBefore(if rng.gen_bool(0.5) {
+                BackendErrorKind::Throttled
+            } else {
+                BackendErrorKind::Unavailable
+            })
+        } else if roll < plan.fail_before + plan.lose_response {
+            Fault::LoseResponse
+        } else if roll < plan.fail_before + plan.lose_response + plan.delay {
+            Fault::Delay(plan.max_delay.mul_f64(rng.gen()))
+        } else {
+            return None;
+        };
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Some(fault)
+    }
+
     fn take_fault(&self, op: Op, key: &str) -> Option<Fault> {
         let mut rules = self.rules();
-        let i = rules.iter().position(|r| {
+        let Some(i) = rules.iter().position(|r| {
             r.op.is_none_or(|o| o == op) && r.key.as_deref().is_none_or(|k| k == key)
-        })?;
+        }) else {
+            drop(rules);
+            return self.random_fault(op);
+        };
         let fault = rules[i].fault.clone();
         if let Some(n) = rules[i].remaining.as_mut() {
             *n -= 1;

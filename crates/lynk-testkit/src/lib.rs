@@ -29,9 +29,10 @@ mod clock;
 pub mod conformance;
 mod faults;
 mod memory;
+pub mod sim;
 
 pub use clock::{TestClock, TEST_WALL_START};
-pub use faults::{Fault, FaultyBackend, Op};
+pub use faults::{Fault, FaultyBackend, Op, RandomFaults};
 pub use memory::{MemoryBackend, RequestCounts};
 
 /// A blocking lock factory over the process-wide in-memory table `table`: the
