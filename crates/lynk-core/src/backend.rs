@@ -261,3 +261,22 @@ pub trait LockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// What this backend supports.
     fn capabilities(&self) -> Capabilities;
 }
+
+#[async_trait]
+impl<T: LockBackend + ?Sized> LockBackend for std::sync::Arc<T> {
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
+        (**self).read(key).await
+    }
+
+    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
+        (**self).write(request).await
+    }
+
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
+        (**self).delete(key, expected).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+}

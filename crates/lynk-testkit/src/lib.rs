@@ -29,6 +29,7 @@ mod clock;
 pub mod conformance;
 mod faults;
 mod memory;
+pub mod proxy;
 pub mod sim;
 
 pub use clock::{TestClock, TEST_WALL_START};

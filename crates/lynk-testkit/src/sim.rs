@@ -27,6 +27,7 @@
 //!    rate + lock_delay`.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -146,14 +147,24 @@ impl fmt::Display for SimReport {
     }
 }
 
-/// Runs one simulation on a fresh paused runtime and checks its history.
+/// Runs one simulation on the in-memory store, on a fresh paused runtime
+/// (simulated time, exactly replayable), and checks its history.
 pub fn run(config: &SimConfig) -> SimReport {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .unwrap_or_else(|e| panic!("cannot build a tokio runtime: {e}"));
-    runtime.block_on(simulate(config.clone()))
+    runtime.block_on(simulate_on(config.clone(), Arc::new(MemoryBackend::new())))
+}
+
+/// Runs one simulation against `store` on the current runtime and checks its
+/// history. On a runtime with real time (e.g. against a real server through a
+/// [`FaultProxy`](crate::proxy::FaultProxy)) choose a short lease and
+/// duration; the store's faults then come from wherever they are injected,
+/// and [`SimConfig::faults`] adds more on top.
+pub async fn simulate_on(config: SimConfig, store: Arc<dyn LockBackend>) -> SimReport {
+    simulate(config, store).await
 }
 
 const LOCK: &str = "sim-lock";
@@ -201,11 +212,37 @@ struct History {
 
 struct World {
     config: SimConfig,
-    store: MemoryBackend,
+    store: Counting,
     real: TestClock,
     end: Instant,
     history: Mutex<History>,
-    faults: Mutex<Vec<FaultyBackend<MemoryBackend>>>,
+    faults: Mutex<Vec<FaultyBackend<Counting>>>,
+}
+
+/// The shared store, counting requests.
+#[derive(Clone, Debug)]
+struct Counting {
+    inner: Arc<dyn LockBackend>,
+    requests: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl LockBackend for Counting {
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.read(key).await
+    }
+    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.write(request).await
+    }
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(key, expected).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
 }
 
 impl World {
@@ -231,7 +268,7 @@ impl World {
 /// Makes store calls hang while the host is paused or crashed.
 #[derive(Debug)]
 struct Gated {
-    inner: FaultyBackend<MemoryBackend>,
+    inner: FaultyBackend<Counting>,
     open: watch::Receiver<bool>,
 }
 
@@ -264,11 +301,14 @@ impl LockBackend for Gated {
     }
 }
 
-async fn simulate(config: SimConfig) -> SimReport {
+async fn simulate(config: SimConfig, store: Arc<dyn LockBackend>) -> SimReport {
     let real = TestClock::new();
     let world = Arc::new(World {
         end: real.now() + config.duration,
-        store: MemoryBackend::new(),
+        store: Counting {
+            inner: store,
+            requests: Arc::default(),
+        },
         real,
         history: Mutex::default(),
         faults: Mutex::default(),
@@ -546,7 +586,7 @@ fn check(world: &World) -> SimReport {
         .sum();
     SimReport {
         seed: config.seed,
-        operations: world.store.counts().total(),
+        operations: world.store.requests.load(Ordering::Relaxed),
         acquisitions: h.holdings.len() as u64,
         faults,
         pauses: h.pauses,
