@@ -1,8 +1,27 @@
-//! Command-line definitions.
+//! Command-line definitions: the commands, their options, and the parsers
+//! that validate names, leases and durations before anything is sent.
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use lynk_core::{MAX_LEASE, MAX_NAME_BYTES, MIN_LEASE};
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  lynk create-table my-locks                   # a lock table (tagged lynk=lock-table)
+  lynk list-tables
+  lynk run my-locks nightly --wait 5m -- ./migrate.sh
+  lynk locks my-locks                          # who holds what
+  lynk demo                                    # the original quickstart, in memory, no AWS needed
+
+AWS configuration (credentials, region, endpoint) comes from the standard chain
+(AWS_REGION, AWS_PROFILE, ~/.aws/config, AWS_ENDPOINT_URL, SSO, roles), overridden
+by --region, --profile and --endpoint-url.
+
+Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 lock not granted,
+4 lease lost or lock no longer held, 5 AWS unreachable/throttled, 6 AWS configuration,
+credentials or permissions, 7 table missing or unusable, 8 cancelled by the operator;
+`lynk run` otherwise exits with the command's own code. See docs/cli.md.";
 
 /// lynk: distributed locks kept in DynamoDB.
 #[derive(Debug, Parser)]
@@ -10,27 +29,336 @@ use clap::{Args, Parser, Subcommand};
     name = "lynk",
     version,
     about = "Distributed locks kept in Amazon DynamoDB",
-    after_help = "Examples:\n  lynk demo                      # the original quickstart, in memory, no AWS needed\n  lynk demo --workers 3 --hold 2s"
+    after_help = TOP_EXAMPLES
 )]
 pub struct Cli {
-    /// More logging (-v info, -vv debug, -vvv trace), on stderr.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How commands print their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Human-readable lines (the original lynk's output where it had one).
+    #[default]
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// Options that apply to every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// AWS region (default: AWS_REGION or your profile's region).
+    #[arg(
+        long,
+        global = true,
+        value_name = "REGION",
+        help_heading = "Global options"
+    )]
+    pub region: Option<String>,
+    /// Send requests to this endpoint (e.g. http://127.0.0.1:8000 for a local server).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub endpoint_url: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub profile: Option<String>,
+    /// Output format of commands that print data.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = OutputFormat::Text,
+        help_heading = "Global options"
+    )]
+    pub output: OutputFormat,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Global options")]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
+    pub quiet: bool,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a lock table (hash key lockKey, tagged lynk=lock-table).
+    #[command(after_help = "\
+Prints `Creating table NAME` then `Created`, or `Table NAME already exists.` (exit 0),
+as the original lynk did. On-demand billing and TTL on `expiresAt` by default.
+
+Examples:
+  lynk create-table my-locks
+  lynk create-table my-locks --billing provisioned --read-capacity 5 --write-capacity 5
+  lynk create-table my-locks --no-wait --output json")]
+    CreateTable(CreateTableArgs),
+    /// List the lock tables (those tagged lynk=lock-table), one per line.
+    #[command(after_help = "\
+Prints nothing when there are none.
+
+Examples:
+  lynk list-tables
+  lynk list-tables --prefix team-a-
+  lynk list-tables --output json | jq -r '.tables[]'")]
+    ListTables(ListTablesArgs),
+    /// Delete a lock table and every lock in it.
+    #[command(after_help = "\
+Prints `Deleting table NAME` then `Deleted`, or `Table NAME does not exist.` (exit 0).
+Refuses a table lynk did not create (no lynk=lock-table tag) unless --force.
+
+Examples:
+  lynk delete-table my-locks
+  lynk delete-table old-table-made-by-hand --force")]
+    DeleteTable(DeleteTableArgs),
+    /// Check that a table exists and can hold lynk locks, and describe it.
+    #[command(after_help = "\
+Exits 7 if the table is missing or has the wrong key schema, saying how to fix it.
+
+Examples:
+  lynk check-table my-locks
+  lynk check-table my-locks --output json")]
+    CheckTable(TableArg),
+    /// List the locks in a table: holder, lease, fencing token, payload size.
+    #[command(after_help = "\
+Reads the whole table (a consistent scan), so it costs one read unit per 4 KB.
+
+Examples:
+  lynk locks my-locks
+  lynk locks my-locks --output json | jq '.locks[] | select(.state == \"held\")'")]
+    Locks(TableArg),
+    /// Show one lock's record: holder, lease, fencing token, version, payload.
+    #[command(after_help = "\
+A lock with no record is free (exit 0, `exists: false` in JSON).
+
+Examples:
+  lynk describe my-locks nightly
+  lynk describe my-locks 'my lock' --output json")]
+    Describe(LockArgs),
+    /// Run a command while holding a lock (like flock(1), across machines).
+    #[command(after_help = "\
+Acquires the lock (waiting up to --wait; forever if not given), runs COMMAND with
+LYNK_FENCING_TOKEN, LYNK_LOCK_NAME and LYNK_TABLE in its environment while heartbeating
+the lease, releases the lock when it exits, and exits with its exit code (128+N if it
+was killed by signal N). SIGTERM and SIGHUP sent to lynk are passed on to the command.
+
+If the lock is not granted within --wait: exit 3, the command is not run.
+If the lease is lost (taken over, released by an operator, store unreachable): the
+command gets SIGTERM, then SIGKILL after --grace; exit 4.
+If the command cannot be started: exit 127 (not found) or 126 (not executable).
+
+Examples:
+  lynk run my-locks nightly -- ./migrate.sh --all
+  lynk run my-locks nightly --wait 0 -- ./job.sh        # skip if someone else runs it
+  lynk run my-locks leader --lease 30s --grace 5s -- sh -c 'exec ./serve --token \"$LYNK_FENCING_TOKEN\"'")]
+    Run(RunArgs),
+    /// Acquire a lock and keep it after exiting, for scripts (no heartbeat).
+    #[command(after_help = "\
+Nothing heartbeats the lock after lynk exits: choose a lease longer than the work,
+and release it with `lynk release` (printed). Others may take the lock over once the
+lease has passed without a release. Prefer `lynk run` when one command does the work.
+
+Examples:
+  lynk acquire my-locks deploy --lease 30m
+  v=$(lynk acquire my-locks deploy --lease 30m --output json | jq -r .version)
+  ...
+  lynk release my-locks deploy --version \"$v\"")]
+    Acquire(AcquireArgs),
+    /// Release a lock taken with `lynk acquire`, or force-release a stuck lock.
+    #[command(after_help = "\
+--version V or --token T release only if the lock is still held by that acquisition
+(exit 4 otherwise). --force releases whoever holds it, after a confirmation on a
+terminal (or --yes); the holder's next heartbeat then finds the lock gone and stops.
+
+Examples:
+  lynk release my-locks deploy --version 1b4e28ba-2fa1-11d2-883f-0016d3cca427
+  lynk release my-locks deploy --token 1732771234567890
+  lynk release my-locks stuck-job --force --yes")]
+    Release(ReleaseArgs),
     /// Run the original quickstart: workers contending for "my lock".
-    #[command(
-        after_help = "Examples:\n  lynk demo\n  lynk demo --workers 4 --hold 500ms --lease 5s"
-    )]
+    #[command(after_help = "\
+In memory by default (no AWS needed); --table runs it on a real lock table.
+
+Examples:
+  lynk demo
+  lynk demo --workers 4 --hold 500ms --lease 5s
+  lynk demo --table lynk-quickstart --hold 2s")]
     Demo(DemoArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  lynk completions bash > ~/.local/share/bash-completion/completions/lynk
+  lynk completions zsh > \"${fpath[1]}/_lynk\"
+  lynk completions fish > ~/.config/fish/completions/lynk.fish")]
+    Completions(CompletionsArgs),
+}
+
+/// One table name.
+#[derive(Debug, Args)]
+pub struct TableArg {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+}
+
+/// Options of `lynk create-table`.
+#[derive(Debug, Args)]
+pub struct CreateTableArgs {
+    /// The table name (3 to 255 characters of A-Z a-z 0-9 _ . -).
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// Billing mode.
+    #[arg(long, value_enum, default_value_t = BillingArg::OnDemand)]
+    pub billing: BillingArg,
+    /// Read capacity units, with --billing provisioned (the original used 5).
+    #[arg(long, value_name = "UNITS", value_parser = clap::value_parser!(i64).range(1..=40000))]
+    pub read_capacity: Option<i64>,
+    /// Write capacity units, with --billing provisioned (the original used 5).
+    #[arg(long, value_name = "UNITS", value_parser = clap::value_parser!(i64).range(1..=40000))]
+    pub write_capacity: Option<i64>,
+    /// Do not wait until the table is ACTIVE (TTL is then not enabled).
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Do not enable TTL on `expiresAt` (released records are then never cleaned up).
+    #[arg(long)]
+    pub no_ttl: bool,
+}
+
+/// Billing modes of a new table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BillingArg {
+    /// Pay per request.
+    OnDemand,
+    /// Fixed capacity (--read-capacity, --write-capacity; default 5 each).
+    Provisioned,
+}
+
+/// Options of `lynk list-tables`.
+#[derive(Debug, Args)]
+pub struct ListTablesArgs {
+    /// Only tables whose name starts with this.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+/// Options of `lynk delete-table`.
+#[derive(Debug, Args)]
+pub struct DeleteTableArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// Delete even if the table is not tagged lynk=lock-table (lynk did not create it).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not wait until the table is gone.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// A table and a lock name.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The lock name (1 to 2048 bytes).
+    #[arg(value_parser = parse_lock_name)]
+    pub lock: String,
+}
+
+/// Options of `lynk run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The lock name (1 to 2048 bytes).
+    #[arg(value_parser = parse_lock_name)]
+    pub lock: String,
+    /// The lease: how long the lock outlives a crashed lynk (heartbeat every third of it).
+    #[arg(long, default_value = "20s", value_parser = parse_lease)]
+    pub lease: Duration,
+    /// Give up after waiting this long for the lock (0: try once; default: wait forever).
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+    /// After the lease is lost, how long the command has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_wait)]
+    pub grace: Duration,
+    /// Text stored in the lock record while the command runs (see `lynk describe`).
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+/// Options of `lynk acquire`.
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The lock name (1 to 2048 bytes).
+    #[arg(value_parser = parse_lock_name)]
+    pub lock: String,
+    /// How long the lock is yours without a heartbeat; longer than the work it covers.
+    #[arg(long, required = true, value_parser = parse_lease)]
+    pub lease: Duration,
+    /// Give up after waiting this long for the lock (0: try once; default: wait forever).
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+    /// Text stored in the lock record (see `lynk describe`).
+    #[arg(long)]
+    pub payload: Option<String>,
+}
+
+/// Options of `lynk release`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["version", "token", "force"])))]
+pub struct ReleaseArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The lock name (1 to 2048 bytes).
+    #[arg(value_parser = parse_lock_name)]
+    pub lock: String,
+    /// Release only if the record still has this version (printed by `lynk acquire`).
+    #[arg(long, conflicts_with = "force")]
+    pub version: Option<String>,
+    /// Release only if the lock is still held with this fencing token.
+    #[arg(long, conflicts_with = "force")]
+    pub token: Option<u64>,
+    /// Release the lock whoever holds it (for a stuck lock).
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: do not ask for confirmation.
+    #[arg(long, short = 'y', requires = "force")]
+    pub yes: bool,
 }
 
 /// Options of `lynk demo`.
@@ -40,17 +368,31 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub workers: u32,
     /// How long each worker holds the lock (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_wait)]
     pub hold: Duration,
     /// The lease written into the lock record.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = parse_lease)]
     pub lease: Duration,
     /// The lock name.
-    #[arg(long, default_value = "my lock")]
+    #[arg(long, default_value = "my lock", value_parser = parse_lock_name)]
     pub lock: String,
+    /// Run against this DynamoDB lock table instead of in memory.
+    #[arg(long, value_parser = parse_table_name)]
+    pub table: Option<String>,
 }
 
-/// Parses `1.5s`, `250ms`, `2m`, `1h`, or a bare number of seconds.
+/// Options of `lynk completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// The longest wait or grace period accepted (a year), so deadlines cannot overflow.
+pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses `1.5s`, `250ms`, `2m`, `1h`, `1d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -65,13 +407,84 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
             ))
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+/// A wait, hold or grace duration: any duration up to [`MAX_WAIT`].
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX_WAIT {
+        return Err(format!(
+            "{text:?} is too long; the limit is 366 days (leave --wait out to wait forever)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A lease: between [`MIN_LEASE`] (100 ms) and [`MAX_LEASE`] (7 days).
+pub fn parse_lease(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < MIN_LEASE || d > MAX_LEASE {
+        return Err(format!(
+            "invalid lease {text:?}: a lease must be between 100ms and 7 days (168h); e.g. 20s, or for `lynk acquire` a little longer than the work"
+        ));
+    }
+    Ok(d)
+}
+
+/// A DynamoDB table name: 3 to 255 characters of `A-Z a-z 0-9 _ . -`.
+pub fn parse_table_name(text: &str) -> Result<String, String> {
+    let ok_chars = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !(3..=255).contains(&text.len()) || !ok_chars {
+        return Err(format!(
+            "invalid table name {text:?}: DynamoDB table names are 3 to 255 characters of A-Z a-z 0-9 _ . -"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A lock name: 1 to [`MAX_NAME_BYTES`] bytes (DynamoDB's key limit).
+pub fn parse_lock_name(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err(
+            "invalid lock name: it is empty; give the lock a name such as \"my lock\"".into(),
+        );
+    }
+    if text.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "invalid lock name: it is {} bytes long, and the limit is {MAX_NAME_BYTES} bytes (DynamoDB's key limit); use a shorter name, e.g. a hash of it",
+            text.len()
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Formats a duration compactly: `20s`, `1.5s`, `250ms`, `10m`, `2h`, `7d`.
+pub fn fmt_lease(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 {
+        return match secs {
+            0 => "0s".into(),
+            s if s % 86400 == 0 => format!("{}d", s / 86400),
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        };
+    }
+    if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let text = format!("{:.3}", d.as_secs_f64());
+    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
 #[cfg(test)]
@@ -88,5 +501,40 @@ mod tests {
         assert!(parse_duration("5 parsecs")
             .unwrap_err()
             .contains("unknown unit"));
+        assert!(parse_wait("9999999999999999999").is_err());
+    }
+
+    #[test]
+    fn leases_are_bounded() {
+        assert!(parse_lease("0s").unwrap_err().contains("invalid lease"));
+        assert!(parse_lease("8d").is_err());
+        assert_eq!(parse_lease("7d"), Ok(MAX_LEASE));
+        assert_eq!(parse_lease("100ms"), Ok(MIN_LEASE));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(parse_table_name("ab").is_err());
+        assert!(parse_table_name("a b c").is_err());
+        assert!(parse_table_name(&"a".repeat(256)).is_err());
+        assert!(parse_table_name("lynk-quickstart_1.x").is_ok());
+        assert!(parse_lock_name("").is_err());
+        assert!(parse_lock_name(&"é".repeat(1025)).is_err());
+        assert!(parse_lock_name(&"a".repeat(2048)).is_ok());
+    }
+
+    #[test]
+    fn leases_format() {
+        assert_eq!(fmt_lease(Duration::from_secs(20)), "20s");
+        assert_eq!(fmt_lease(Duration::from_secs(1800)), "30m");
+        assert_eq!(fmt_lease(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(fmt_lease(Duration::from_millis(250)), "250ms");
+        assert_eq!(fmt_lease(Duration::from_secs(7 * 86400)), "7d");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -1,21 +1,38 @@
 //! `lynk demo`: the original quickstart's two threads contending for
-//! "my lock", on the in-memory backend.
+//! "my lock", on the in-memory backend or (with `--table`) on DynamoDB.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lynk_core::{Clock, SystemClock};
 
-use crate::cli::DemoArgs;
-use crate::exit;
+use crate::cli::{DemoArgs, Global};
+use crate::exit::{self, Failure};
+
+/// The blocking factory the demo runs on: in memory, or over `--table`
+/// (after checking the table, so a typo fails at once with a clear message).
+fn factory(global: &Global, args: &DemoArgs) -> Result<lynk_core::blocking::LockFactory, Failure> {
+    let Some(table) = &args.table else {
+        return Ok(lynk_testkit::get_lock_factory("lynk-quickstart")?);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::FAILURE, format!("could not start a runtime: {e}")))?;
+    runtime.block_on(crate::connect::checked_backend(global, table))?;
+    drop(runtime);
+    let builder = lynk_dynamo::DynamoBackend::builder(table.clone())
+        .options(crate::connect::aws_options(global));
+    Ok(lynk_dynamo::get_lock_factory_with(builder)?)
+}
 
 /// Runs the demo and returns the exit code.
-pub fn run(args: DemoArgs) -> i32 {
-    let factory = match lynk_testkit::get_lock_factory("lynk-quickstart") {
+pub fn run(global: &Global, args: DemoArgs) -> i32 {
+    let factory = match factory(global, &args) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILURE;
+            e.print();
+            return e.code;
         }
     };
     let clock = SystemClock;
@@ -65,8 +82,9 @@ pub fn run(args: DemoArgs) -> i32 {
             Ok(handle) => match handle.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    eprintln!("error: {e}");
-                    code = exit::FAILURE;
+                    let failure = Failure::from_lock(&e);
+                    failure.print();
+                    code = failure.code;
                 }
                 Err(_) => {
                     eprintln!("error: a worker thread panicked");

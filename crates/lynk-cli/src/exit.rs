@@ -1,8 +1,186 @@
-//! The documented exit codes of `lynk`.
+//! The documented exit codes of `lynk`, and the error type commands return.
+//!
+//! `lynk run` exits with its command's code when the command ran; the codes
+//! below are what lynk itself reports. They are listed in `docs/cli.md`.
+
+use lynk_core::{BackendError, BackendErrorKind, LockError};
 
 /// Success.
 pub const OK: i32 = 0;
-/// A lock operation failed (not granted, lost, store error).
+/// Any failure without a more specific code.
 pub const FAILURE: i32 = 1;
-/// The command line was wrong (clap also uses 2).
+/// The command line or an input was invalid (clap also uses 2). Nothing was sent.
 pub const USAGE: i32 = 2;
+/// The lock was not granted within `--wait` (or at once, with `--wait 0`).
+pub const NOT_GRANTED: i32 = 3;
+/// The lease was lost while held, or the lock is no longer held by the
+/// acquisition named on the command line.
+pub const LOST: i32 = 4;
+/// DynamoDB could not be reached, throttled us, or the outcome is unknown:
+/// retrying later may help.
+pub const UNAVAILABLE: i32 = 5;
+/// AWS configuration: no region, no credentials, access denied.
+pub const AWS_CONFIG: i32 = 6;
+/// The table is missing, has the wrong key schema, or is not a lynk table.
+pub const TABLE: i32 = 7;
+/// The operator declined a confirmation, or interrupted lynk while it waited.
+pub const CANCELLED: i32 = 8;
+/// `lynk run`: the command exists but could not be executed.
+pub const CANNOT_EXECUTE: i32 = 126;
+/// `lynk run`: the command was not found.
+pub const NOT_FOUND: i32 = 127;
+
+/// A failed command: what to print on stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: i32,
+    /// What went wrong and what to do (one line, printed after `error: `).
+    pub message: String,
+    /// An optional second line (printed after `hint: `).
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// A failure with `code` and `message`.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint line.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prints the failure on stderr.
+    pub fn print(&self) {
+        // One line, whatever the underlying library put in its message.
+        let message: Vec<&str> = self.message.lines().map(str::trim).collect();
+        eprintln!("error: {}", message.join(" "));
+        if let Some(h) = &self.hint {
+            eprintln!("hint: {h}");
+        }
+    }
+}
+
+/// The exit code for a backend error of `kind`.
+pub fn for_kind(kind: BackendErrorKind) -> i32 {
+    match kind {
+        BackendErrorKind::Throttled
+        | BackendErrorKind::Unavailable
+        | BackendErrorKind::OutcomeUnknown => UNAVAILABLE,
+        BackendErrorKind::TableMissing | BackendErrorKind::TableMisconfigured => TABLE,
+        BackendErrorKind::AccessDenied => AWS_CONFIG,
+        BackendErrorKind::InvalidRequest => USAGE,
+        _ => FAILURE,
+    }
+}
+
+impl From<lynk_dynamo::Error> for Failure {
+    fn from(e: lynk_dynamo::Error) -> Self {
+        use lynk_dynamo::Error as E;
+        let code = match &e {
+            E::NoRegion | E::NoCredentials { .. } | E::AccessDenied { .. } => AWS_CONFIG,
+            E::Unreachable { .. }
+            | E::Throttled { .. }
+            | E::OutcomeUnknown { .. }
+            | E::WaitTimedOut { .. } => UNAVAILABLE,
+            E::TableMissing { .. } | E::TableMisconfigured { .. } | E::NotALockTable { .. } => {
+                TABLE
+            }
+            E::LockLost { .. } => LOST,
+            E::Service { retryable, .. } if *retryable => UNAVAILABLE,
+            E::Lock(l) => return Failure::from_lock(l),
+            _ => FAILURE,
+        };
+        let (message, hint) = match &e {
+            E::NotALockTable { table } => (
+                e.to_string(),
+                Some(format!(
+                    "to delete it anyway: lynk delete-table {table} --force"
+                )),
+            ),
+            E::NoCredentials { detail } => {
+                // The chain's report spans many lines; keep it for -v.
+                tracing::info!(%detail, "credential chain");
+                (
+                    "no AWS credentials were found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, pick a profile with --profile or AWS_PROFILE, run `aws sso login`, or run where an instance or task role is available".to_owned(),
+                    Some("run with -v to see what the credential chain tried".to_owned()),
+                )
+            }
+            _ => (e.to_string(), None),
+        };
+        Failure {
+            code,
+            message,
+            hint,
+        }
+    }
+}
+
+impl From<LockError> for Failure {
+    fn from(e: LockError) -> Self {
+        Failure::from_lock(&e)
+    }
+}
+
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Self {
+        Failure::new(for_kind(e.kind()), e.to_string())
+    }
+}
+
+impl Failure {
+    /// The failure for a lock-engine error.
+    pub fn from_lock(e: &LockError) -> Self {
+        let code = match e {
+            LockError::NotGranted { .. } => NOT_GRANTED,
+            LockError::Lost { .. } => LOST,
+            LockError::Throttled { .. }
+            | LockError::Unavailable { .. }
+            | LockError::OutcomeUnknown { .. } => UNAVAILABLE,
+            LockError::Backend { source, .. } => for_kind(source.kind()),
+            LockError::InvalidInput { .. } => USAGE,
+            _ => FAILURE,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let mut codes = [
+            OK,
+            FAILURE,
+            USAGE,
+            NOT_GRANTED,
+            LOST,
+            UNAVAILABLE,
+            AWS_CONFIG,
+            TABLE,
+            CANCELLED,
+            CANNOT_EXECUTE,
+            NOT_FOUND,
+        ];
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn dynamo_errors_map_to_codes() {
+        let f: Failure = lynk_dynamo::Error::NoRegion.into();
+        assert_eq!(f.code, AWS_CONFIG);
+        let f: Failure = lynk_dynamo::Error::NotALockTable { table: "t".into() }.into();
+        assert_eq!(f.code, TABLE);
+        assert!(f.hint.unwrap().contains("--force"));
+    }
+}

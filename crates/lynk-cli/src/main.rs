@@ -1,29 +1,101 @@
-//! The `lynk` command.
+//! The `lynk` command: lock tables, locks, and commands run under a lock,
+//! kept in Amazon DynamoDB. See `docs/cli.md` for every command, output and
+//! exit code.
 
 mod cli;
+mod connect;
 mod demo;
 mod exit;
+mod locks;
+mod run;
+mod tables;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command, Global};
+use crate::exit::Failure;
 
 fn main() {
-    let cli = cli::Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
-    let code = match cli.command {
-        None => {
-            use clap::CommandFactory;
-            let _ = cli::Cli::command().print_help();
-            exit::USAGE
-        }
-        Some(cli::Command::Demo(args)) => demo::run(args),
-    };
+    // Never a panic message or a backtrace: one line, and exit code 1.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        eprintln!("error: lynk hit an internal error ({what}); please report it at https://github.com/lynk-rs/lynk/issues");
+    }));
+    let code = std::panic::catch_unwind(real_main).unwrap_or(exit::FAILURE);
     std::process::exit(code);
 }
 
+fn real_main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose, cli.global.quiet);
+    connect::set_quiet(cli.global.quiet);
+    let Some(command) = cli.command else {
+        let _ = Cli::command().print_help();
+        return exit::USAGE;
+    };
+    match command {
+        Command::Demo(args) => demo::run(&cli.global, args),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "lynk",
+                &mut std::io::stdout(),
+            );
+            exit::OK
+        }
+        command => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: could not start the async runtime: {e}");
+                    return exit::FAILURE;
+                }
+            };
+            let result = runtime.block_on(dispatch(&cli.global, command));
+            // Do not wait for background tasks (heartbeats of a lock kept by
+            // `lynk acquire`): they must not release anything.
+            runtime.shutdown_background();
+            match result {
+                Ok(code) => code,
+                Err(failure) => {
+                    failure.print();
+                    failure.code
+                }
+            }
+        }
+    }
+}
+
+async fn dispatch(global: &Global, command: Command) -> Result<i32, Failure> {
+    match command {
+        Command::CreateTable(args) => tables::create(global, args).await,
+        Command::ListTables(args) => tables::list(global, args).await,
+        Command::DeleteTable(args) => tables::delete(global, args).await,
+        Command::CheckTable(args) => tables::check(global, &args.table).await,
+        Command::Locks(args) => locks::list(global, &args.table).await,
+        Command::Describe(args) => locks::describe(global, args).await,
+        Command::Acquire(args) => locks::acquire(global, args).await,
+        Command::Release(args) => locks::release(global, args).await,
+        Command::Run(args) => run::run(global, args).await,
+        Command::Demo(_) | Command::Completions(_) => Ok(exit::OK), // handled before
+    }
+}
+
 fn init_tracing(verbose: u8, quiet: bool) {
+    // lynk reports what matters itself (errors, lost leases, warnings of
+    // table creation); the libraries' own warnings show with -v.
     let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
+        (true, _) => "off",
+        (false, 0) => "error",
         (false, 1) => "info",
         (false, 2) => "debug",
         (false, _) => "trace",
@@ -33,5 +105,6 @@ fn init_tracing(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -60,7 +60,7 @@ fn bad_demo_options_get_a_clear_error_and_usage_exit_code() {
         .args(["demo", "--lease", "0s", "--hold", "1ms"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid lease"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -71,4 +71,37 @@ fn bare_lynk_prints_help() {
     let out = lynk().output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: lynk"));
+}
+
+mod common;
+
+#[test]
+fn demo_runs_against_a_real_table() {
+    let Some(e) = common::moto("demo_runs_against_a_real_table") else {
+        return;
+    };
+    let t = common::unique_table("demo");
+    common::ok(&common::at(&e, &["create-table", &t]));
+    let out = common::at(
+        &e,
+        &[
+            "demo",
+            "--table",
+            &t,
+            "--workers",
+            "2",
+            "--hold",
+            "100ms",
+            "--lease",
+            "2s",
+        ],
+    );
+    let stdout = common::ok(&out);
+    assert_eq!(stdout.matches("Lock released").count(), 2, "{stdout}");
+    let locks = common::json(&common::at(&e, &["locks", &t, "--output", "json"]));
+    assert_eq!(locks["locks"][0]["lock"], "my lock");
+    assert_eq!(locks["locks"][0]["state"], "released");
+    // A missing table fails before any worker starts.
+    let out = common::at(&e, &["demo", "--table", &common::unique_table("nodemo")]);
+    common::assert_fails(&out, 7, &["lynk create-table"]);
 }

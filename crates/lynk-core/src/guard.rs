@@ -136,8 +136,12 @@ impl LockGuard {
     /// write if there is one, otherwise marks the record released (or deletes
     /// it, with [`ReleaseMode::Delete`](crate::ReleaseMode::Delete)).
     ///
-    /// Returns [`LockError::Lost`] if the lease had been lost; the record is
-    /// still released if it is still ours.
+    /// Returns [`LockError::Lost`] if the lease had been lost (its signal
+    /// fired), or if the release was sent after the safe deadline and found
+    /// another holder; the record is still released if it is still ours. A
+    /// release sent before the safe deadline that finds another holder is a
+    /// success: an earlier attempt of it applied (e.g. retried inside the
+    /// store's client) and the next holder came after.
     ///
     /// # Cancel safety
     ///

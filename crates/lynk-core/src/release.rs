@@ -151,9 +151,12 @@ async fn release_inner(
                     Some(r) if r.released => Outcome::Released,
                     Some(r) => {
                         finish(inner, &lease, waiter, &[]);
-                        if unknown {
-                            // An earlier attempt may have released it before
-                            // this holder acquired; either way it is not ours.
+                        if unknown || sent < deadline {
+                            // Someone else holds it now. Sent before our safe
+                            // deadline, so nobody could have taken it over
+                            // before this release: an earlier attempt (maybe
+                            // retried inside the store's client) applied, and
+                            // the next holder came after it.
                             return Ok(());
                         }
                         return Err(LockError::Lost {

@@ -249,6 +249,9 @@ impl DynamoBackend {
     }
 }
 
+/// How many times `read` re-reads a malformed item before reporting it.
+const MALFORMED_REREADS: u32 = 3;
+
 /// Builds the `UpdateItem` expressions for `request`.
 pub(crate) struct WriteExpressions {
     pub(crate) update: String,
@@ -343,19 +346,32 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Writ
 #[async_trait]
 impl LockBackend for DynamoBackend {
     async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(&self.inner.table)
-            .set_key(Some(key_of(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend_error(e, "GetItem", &self.inner.table, Effect::ReadOnly))?;
-        match out.item() {
-            Some(item) if !item.is_empty() => self.record(item).map(Some),
-            _ => Ok(None),
+        // DynamoDB never shows a half-written item, but emulators (moto) can
+        // while another request creates it: a malformed item is read again a
+        // few times before it is reported.
+        let mut attempt = 0u32;
+        loop {
+            let out = self
+                .inner
+                .client
+                .get_item()
+                .table_name(&self.inner.table)
+                .set_key(Some(key_of(key)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| backend_error(e, "GetItem", &self.inner.table, Effect::ReadOnly))?;
+            match out.item() {
+                Some(item) if !item.is_empty() => match self.record(item) {
+                    Ok(record) => return Ok(Some(record)),
+                    Err(e) if attempt >= MALFORMED_REREADS => return Err(e),
+                    Err(_) => {
+                        attempt += 1;
+                        SystemClock.sleep(Duration::from_millis(20) * attempt).await;
+                    }
+                },
+                _ => return Ok(None),
+            }
         }
     }
 
@@ -393,9 +409,10 @@ impl LockBackend for DynamoBackend {
                     UpdateItemError::ConditionalCheckFailedException(_)
                 ) =>
             {
+                // A malformed old item (see `read`) is left for the engine to read.
                 let current = match service.err() {
                     UpdateItemError::ConditionalCheckFailedException(c) => match c.item() {
-                        Some(item) if !item.is_empty() => Some(self.record(item)?),
+                        Some(item) if !item.is_empty() => self.record(item).ok(),
                         _ => None,
                     },
                     _ => None,
@@ -446,7 +463,7 @@ impl LockBackend for DynamoBackend {
             {
                 let current = match service.err() {
                     DeleteItemError::ConditionalCheckFailedException(c) => match c.item() {
-                        Some(item) if !item.is_empty() => Some(self.record(item)?),
+                        Some(item) if !item.is_empty() => self.record(item).ok(),
                         _ => None,
                     },
                     _ => None,

@@ -42,6 +42,8 @@ async fn no_violations_through_a_faulty_network_to_moto() {
             drop_response: 0.05,
             delay_response: 0.05,
             max_delay: Duration::from_millis(300),
+            throttle: 0.03,
+            server_error: 0.02,
             only: vec![
                 "DynamoDB_20120810.UpdateItem".into(),
                 "DynamoDB_20120810.GetItem".into(),

@@ -33,6 +33,12 @@ pub struct ProxyFaults {
     pub delay_response: f64,
     /// The longest delay.
     pub max_delay: Duration,
+    /// Probability of answering, without forwarding, DynamoDB's throttling
+    /// error (`400 ThrottlingException`).
+    pub throttle: f64,
+    /// Probability of answering, without forwarding, a server error
+    /// (`500 InternalServerError`).
+    pub server_error: f64,
     /// Only requests whose text contains one of these strings (e.g. an
     /// `X-Amz-Target` like `DynamoDB_20120810.UpdateItem`) get faults; all if
     /// empty.
@@ -46,6 +52,7 @@ struct Stats {
     resets: AtomicU64,
     dropped: AtomicU64,
     delayed: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A running proxy. It stops when the runtime that started it shuts down.
@@ -53,18 +60,20 @@ struct Stats {
 pub struct FaultProxy {
     addr: SocketAddr,
     stats: Arc<Stats>,
+    faults: Arc<Mutex<ProxyFaults>>,
 }
 
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr, faults: ProxyFaults) -> io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(faults.seed)));
         let proxy = FaultProxy {
             addr: listener.local_addr()?,
             stats: Arc::default(),
+            faults: Arc::new(Mutex::new(faults)),
         };
-        let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(faults.seed)));
-        let faults = Arc::new(faults);
+        let faults = proxy.faults.clone();
         let stats = proxy.stats.clone();
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
@@ -85,6 +94,12 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Replaces the fault plan from the next request on (the random sequence
+    /// continues).
+    pub fn set_faults(&self, faults: ProxyFaults) {
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
     /// Requests received.
     pub fn requests(&self) -> u64 {
         self.stats.requests.load(Ordering::Relaxed)
@@ -95,6 +110,7 @@ impl FaultProxy {
         self.stats.resets.load(Ordering::Relaxed)
             + self.stats.dropped.load(Ordering::Relaxed)
             + self.stats.delayed.load(Ordering::Relaxed)
+            + self.stats.refused.load(Ordering::Relaxed)
     }
 
     /// Responses dropped after the server acted.
@@ -108,15 +124,30 @@ enum Action {
     Reset,
     Drop,
     Delay(Duration),
+    Answer(&'static str, &'static str),
 }
 
-fn draw(faults: &ProxyFaults, rng: &Mutex<StdRng>, request: &[u8]) -> Action {
+const THROTTLED: &str = "400 Bad Request";
+const THROTTLE_BODY: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput (injected by lynk's FaultProxy)."}"#;
+const SERVER_ERROR: &str = "500 Internal Server Error";
+const SERVER_ERROR_BODY: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error (injected by lynk's FaultProxy)."}"#;
+
+fn draw(faults: &Mutex<ProxyFaults>, rng: &Mutex<StdRng>, request: &[u8]) -> Action {
+    let faults = faults.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let text = String::from_utf8_lossy(request);
     if !faults.only.is_empty() && !faults.only.iter().any(|s| text.contains(s.as_str())) {
         return Action::Pass;
     }
     let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
     let roll: f64 = rng.gen();
+    let roll = roll - faults.throttle;
+    if roll < 0.0 {
+        return Action::Answer(THROTTLED, THROTTLE_BODY);
+    }
+    let roll = roll - faults.server_error;
+    if roll < 0.0 {
+        return Action::Answer(SERVER_ERROR, SERVER_ERROR_BODY);
+    }
     if roll < faults.reset_before {
         Action::Reset
     } else if roll < faults.reset_before + faults.drop_response {
@@ -131,7 +162,7 @@ fn draw(faults: &ProxyFaults, rng: &Mutex<StdRng>, request: &[u8]) -> Action {
 async fn serve(
     mut client: TcpStream,
     upstream: SocketAddr,
-    faults: Arc<ProxyFaults>,
+    faults: Arc<Mutex<ProxyFaults>>,
     rng: Arc<Mutex<StdRng>>,
     stats: Arc<Stats>,
 ) {
@@ -142,9 +173,23 @@ async fn serve(
     while let Some(request) = read_message(&mut client, &mut cbuf).await {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let action = draw(&faults, &rng, &request);
-        if let Action::Reset = action {
-            stats.resets.fetch_add(1, Ordering::Relaxed);
-            return;
+        match action {
+            Action::Reset => {
+                stats.resets.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Action::Answer(status, body) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if client.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ => {}
         }
         if server.write_all(&request).await.is_err() {
             return;
@@ -161,7 +206,7 @@ async fn serve(
                 stats.delayed.fetch_add(1, Ordering::Relaxed);
                 SystemClock.sleep(d).await;
             }
-            Action::Pass | Action::Reset => {}
+            Action::Pass | Action::Reset | Action::Answer(..) => {}
         }
         if client.write_all(&response).await.is_err() {
             return;

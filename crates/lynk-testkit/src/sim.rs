@@ -120,6 +120,8 @@ pub struct SimReport {
     pub accepted_writes: u64,
     /// Oracle writes refused for a stale token.
     pub rejected_writes: u64,
+    /// Acquires that failed with an error (retried; not a violation).
+    pub acquire_errors: u64,
     /// Every violation found, described.
     pub violations: Vec<String>,
 }
@@ -128,7 +130,7 @@ impl fmt::Display for SimReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {}: {} store operations, {} acquisitions, {} faults, {} pauses, {} crashes, {} lost signals, {} writes accepted, {} stale writes refused, {} violations",
+            "seed {}: {} store operations, {} acquisitions, {} faults, {} pauses, {} crashes, {} lost signals, {} writes accepted, {} stale writes refused, {} acquire errors, {} violations",
             self.seed,
             self.operations,
             self.acquisitions,
@@ -138,6 +140,7 @@ impl fmt::Display for SimReport {
             self.lost_signals,
             self.accepted_writes,
             self.rejected_writes,
+            self.acquire_errors,
             self.violations.len()
         )?;
         for v in &self.violations {
@@ -204,6 +207,7 @@ struct History {
     highest: Option<u64>,
     lost_late: Vec<String>,
     lost_signals: u64,
+    acquire_errors: u64,
     pauses: u64,
     crashes: u64,
     zombies: Vec<LockGuard>,
@@ -386,11 +390,12 @@ async fn node(world: Arc<World>, i: usize) {
                     return;
                 }
                 Err(e) => {
-                    world
-                        .history()
-                        .lost_late
-                        .push(format!("host {i}: acquire failed: {e}"));
-                    return;
+                    // An availability problem, not a safety violation: count
+                    // it and try again, as an application would.
+                    tracing::warn!(host = i, error = %e, "simulated acquire failed");
+                    world.history().acquire_errors += 1;
+                    clock.sleep(config.lease / 10).await;
+                    continue;
                 }
             };
             let acquired = world.real.now();
@@ -594,6 +599,7 @@ fn check(world: &World) -> SimReport {
         lost_signals: h.lost_signals,
         accepted_writes: h.accepted.len() as u64,
         rejected_writes: h.rejected,
+        acquire_errors: h.acquire_errors,
         violations,
     }
 }

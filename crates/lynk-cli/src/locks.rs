@@ -1,0 +1,444 @@
+//! The lock commands: `locks`, `describe`, `acquire` and `release`.
+
+use std::io::{BufRead, IsTerminal};
+use std::time::Duration;
+
+use lynk_core::{
+    Condition, LockBackend, LockClient, LockError, LockRecord, TokenUpdate, Version, WriteError,
+    WriteRequest,
+};
+use lynk_dynamo::DynamoBackend;
+use serde_json::{json, Value};
+
+use crate::cli::{fmt_lease, AcquireArgs, Global, LockArgs, OutputFormat, ReleaseArgs};
+use crate::connect::{checked_backend, print_json, say, shell_quote};
+use crate::exit::{self, Failure};
+
+/// A record as JSON.
+fn record_json(r: &LockRecord) -> Value {
+    json!({
+        "lock": r.key,
+        "state": if r.released { "released" } else { "held" },
+        "holder": r.host,
+        "lease_seconds": r.lease_duration.as_secs_f64(),
+        "fencing_token": r.fencing_token.map(|t| t.get()),
+        "version": r.version.as_str(),
+        "payload_bytes": r.payload.as_ref().map_or(0, |p| p.len()),
+        "payload": r.payload.as_ref().and_then(|p| std::str::from_utf8(p).ok()),
+    })
+}
+
+fn token_text(r: &LockRecord) -> String {
+    r.fencing_token
+        .map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+fn payload_text(r: &LockRecord) -> String {
+    r.payload
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| format!("{} B", p.len()))
+}
+
+/// `lynk locks TABLE`.
+pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
+    let backend = checked_backend(global, table).await?;
+    let listing = backend.admin().list_locks(table).await?;
+    for m in &listing.malformed {
+        crate::connect::warn(m);
+    }
+    if global.output == OutputFormat::Json {
+        let locks: Vec<Value> = listing
+            .locks
+            .iter()
+            .map(|e| {
+                let mut v = record_json(&e.record);
+                v["expires_at"] = json!(e.expires_at);
+                v
+            })
+            .collect();
+        print_json(&json!({"table": table, "locks": locks, "malformed": listing.malformed}));
+        return Ok(exit::OK);
+    }
+    if listing.locks.is_empty() {
+        say(format!("No locks in table {table}."));
+        return Ok(exit::OK);
+    }
+    let rows: Vec<[String; 6]> = listing
+        .locks
+        .iter()
+        .map(|e| {
+            let r = &e.record;
+            [
+                r.key.clone(),
+                if r.released { "released" } else { "held" }.to_owned(),
+                if r.released {
+                    "-".to_owned()
+                } else {
+                    r.host.clone()
+                },
+                if r.released {
+                    "-".to_owned()
+                } else {
+                    fmt_lease(r.lease_duration)
+                },
+                token_text(r),
+                payload_text(r),
+            ]
+        })
+        .collect();
+    let header = ["LOCK", "STATE", "HOLDER", "LEASE", "TOKEN", "PAYLOAD"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s
+    };
+    say(line(header));
+    for row in &rows {
+        say(line(row.each_ref().map(String::as_str)));
+    }
+    Ok(exit::OK)
+}
+
+/// `lynk describe TABLE LOCK`.
+pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
+    let backend = checked_backend(global, &args.table).await?;
+    let record = backend.read(&args.lock).await?;
+    match (global.output, record) {
+        (OutputFormat::Json, None) => {
+            print_json(&json!({"table": args.table, "lock": args.lock, "exists": false}))
+        }
+        (OutputFormat::Json, Some(r)) => {
+            let mut v = record_json(&r);
+            v["table"] = json!(args.table);
+            v["exists"] = json!(true);
+            print_json(&v);
+        }
+        (OutputFormat::Text, None) => say(format!(
+            "Lock {:?} has no record in table {}: it is free.",
+            args.lock, args.table
+        )),
+        (OutputFormat::Text, Some(r)) => {
+            say(format!("lock:          {}", r.key));
+            say(format!(
+                "state:         {}",
+                if r.released {
+                    "released (free)"
+                } else {
+                    "held"
+                }
+            ));
+            say(format!(
+                "{:<15}{}",
+                if r.released {
+                    "last holder:"
+                } else {
+                    "holder:"
+                },
+                r.host
+            ));
+            say(format!(
+                "lease:         {}",
+                if r.released {
+                    "-".to_owned()
+                } else {
+                    fmt_lease(r.lease_duration)
+                }
+            ));
+            say(format!(
+                "fencing token: {}",
+                r.fencing_token.map_or_else(
+                    || "none (written by a client without tokens, e.g. the original Python lynk)"
+                        .to_owned(),
+                    |t| t.to_string()
+                )
+            ));
+            say(format!("version:       {}", r.version));
+            let payload = match &r.payload {
+                None => "none".to_owned(),
+                Some(p) => match std::str::from_utf8(p) {
+                    Ok(s) if s.len() <= 200 => format!("{} bytes: {s:?}", p.len()),
+                    _ => format!("{} bytes", p.len()),
+                },
+            };
+            say(format!("payload:       {payload}"));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Acquires `lock` with `wait`: forever if `None`, one try if zero.
+pub async fn acquire_with_wait(
+    lock: &lynk_core::Lock,
+    wait: Option<Duration>,
+) -> Result<lynk_core::LockGuard, LockError> {
+    match wait {
+        None => lock.acquire().await,
+        Some(w) if w.is_zero() => match lock.try_acquire().await? {
+            Some(g) => Ok(g),
+            None => Err(LockError::NotGranted {
+                name: lock.name().to_owned(),
+                waited: Duration::ZERO,
+                holder: None,
+            }),
+        },
+        Some(w) => lock.acquire_timeout(w).await,
+    }
+}
+
+/// The message for a lock that was not granted.
+pub fn not_granted(e: &LockError, table: &str, lock: &str) -> Failure {
+    Failure::from_lock(e).hint(format!(
+        "see who holds it: lynk describe {table} {}",
+        shell_quote(lock)
+    ))
+}
+
+/// `lynk acquire TABLE LOCK --lease L`.
+pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure> {
+    let backend = checked_backend(global, &args.table).await?;
+    let client = LockClient::builder(backend.clone())
+        .default_lease(args.lease)
+        .build()?;
+    let mut lock = client.create_lock(&args.lock).with_lease(args.lease);
+    if let Some(p) = &args.payload {
+        lock = lock.with_payload(p.clone().into_bytes());
+    }
+    let guard = tokio::select! {
+        g = acquire_with_wait(&lock, args.wait) => match g {
+            Ok(g) => g,
+            Err(e @ LockError::NotGranted { .. }) => return Err(not_granted(&e, &args.table, &args.lock)),
+            Err(e) => return Err(e.into()),
+        },
+        _ = tokio::signal::ctrl_c() => {
+            return Err(Failure::new(exit::CANCELLED, "interrupted while waiting for the lock; nothing was acquired"));
+        }
+    };
+    let token = guard.fencing_token();
+    // The version release needs: read the record this acquisition wrote.
+    let record = backend.read(&args.lock).await?;
+    let version = match record {
+        Some(r) if r.fencing_token == Some(token) && !r.released => r.version,
+        _ => {
+            return Err(Failure::new(
+                exit::LOST,
+                format!(
+                    "lock {:?} was acquired with fencing token {token} but its record changed at once; acquire it again",
+                    args.lock
+                ),
+            ))
+        }
+    };
+    // Keep the lock after exiting: no release on drop, and the process
+    // exits before the first heartbeat would be due.
+    std::mem::forget(guard);
+    let release = format!(
+        "lynk release {} {} --version {}",
+        args.table,
+        shell_quote(&args.lock),
+        version
+    );
+    match global.output {
+        OutputFormat::Json => print_json(&json!({
+            "table": args.table,
+            "lock": args.lock,
+            "fencing_token": token.get(),
+            "version": version.as_str(),
+            "lease_seconds": args.lease.as_secs_f64(),
+            "host": client.config().host_identifier,
+            "release_command": release,
+        })),
+        OutputFormat::Text => {
+            say(format!(
+                "Acquired lock {:?} in table {} for {} (nothing heartbeats it: release it before then)",
+                args.lock,
+                args.table,
+                fmt_lease(args.lease)
+            ));
+            say(format!("fencing token: {token}"));
+            say(format!("version:       {version}"));
+            say(format!("release with:  {release}"));
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// Writes a released record over `current`'s version.
+async fn write_released(
+    backend: &DynamoBackend,
+    lock: &str,
+    current: &Version,
+) -> Result<(), WriteError> {
+    backend
+        .write(WriteRequest {
+            key: lock.to_owned(),
+            condition: Condition::VersionIs(current.clone()),
+            version: Version::random(),
+            lease_duration: Duration::ZERO,
+            host: lynk_core::ClientConfig::default().host_identifier,
+            token: TokenUpdate::Keep,
+            payload: None,
+            released: true,
+        })
+        .await
+        .map(|_| ())
+}
+
+fn describe_current(current: Option<&LockRecord>) -> String {
+    match current {
+        None => "it has no record".to_owned(),
+        Some(r) if r.released => "it has been released".to_owned(),
+        Some(r) => format!(
+            "it is held by {} with fencing token {}",
+            r.host,
+            token_text(r)
+        ),
+    }
+}
+
+/// `lynk release TABLE LOCK (--version V | --token T | --force [--yes])`.
+pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure> {
+    if args.force
+        && !args.yes
+        && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
+    {
+        return Err(Failure::new(
+            exit::USAGE,
+            "refusing to force-release without confirmation: stdin is not a terminal",
+        )
+        .hint("add --yes if you are sure nobody is using the lock"));
+    }
+    let backend = checked_backend(global, &args.table).await?;
+    let lock = args.lock.as_str();
+    let done = |previous: &LockRecord, forced: bool| {
+        match global.output {
+            OutputFormat::Json => print_json(&json!({
+                "table": args.table,
+                "lock": lock,
+                "released": true,
+                "forced": forced,
+                "previous_holder": previous.host,
+                "fencing_token": previous.fencing_token.map(|t| t.get()),
+            })),
+            OutputFormat::Text => say(format!(
+                "Released lock {lock:?} (held by {}, fencing token {})",
+                previous.host,
+                token_text(previous)
+            )),
+        }
+        Ok(exit::OK)
+    };
+    let lost = |what: String, current: Option<&LockRecord>| {
+        Failure::new(
+            exit::LOST,
+            format!(
+                "lock {lock:?} is no longer held {what}: {}; nothing was changed",
+                describe_current(current)
+            ),
+        )
+    };
+    if let Some(v) = &args.version {
+        let version = Version::from_string(v.clone());
+        let previous = backend.read(lock).await?;
+        return match write_released(&backend, lock, &version).await {
+            Ok(()) => done(
+                previous
+                    .as_ref()
+                    .filter(|p| p.version == version)
+                    .unwrap_or(&LockRecord {
+                        key: lock.to_owned(),
+                        version,
+                        lease_duration: Duration::ZERO,
+                        host: "?".into(),
+                        fencing_token: None,
+                        payload: None,
+                        released: false,
+                    }),
+                false,
+            ),
+            Err(WriteError::ConditionFailed { current }) => {
+                let current = match current {
+                    Some(c) => Some(c),
+                    None => backend.read(lock).await?,
+                };
+                Err(lost(format!("with version {v}"), current.as_ref()))
+            }
+            Err(WriteError::Backend(e)) => Err(e.into()),
+        };
+    }
+    // By token, or forced: read the holder, then release that version.
+    let mut confirmed = args.yes || !args.force;
+    let mut confirmed_for = None;
+    for _ in 0..5 {
+        let current = backend.read(lock).await?;
+        let held = match &current {
+            Some(r) if !r.released => r.clone(),
+            _ => {
+                if args.force {
+                    match global.output {
+                        OutputFormat::Json => print_json(&json!({
+                            "table": args.table, "lock": lock, "released": false, "forced": true,
+                            "note": "the lock was not held",
+                        })),
+                        OutputFormat::Text => {
+                            say(format!("Lock {lock:?} is not held; nothing to release."))
+                        }
+                    }
+                    return Ok(exit::OK);
+                }
+                return Err(lost(
+                    format!("with fencing token {}", args.token.unwrap_or_default()),
+                    current.as_ref(),
+                ));
+            }
+        };
+        if let Some(t) = args.token {
+            if held.fencing_token.map(|x| x.get()) != Some(t) {
+                return Err(lost(format!("with fencing token {t}"), Some(&held)));
+            }
+        }
+        if args.force && !args.yes && confirmed_for.is_some_and(|t| t != held.fencing_token) {
+            confirmed = false; // someone else holds it now: ask again
+        }
+        if !confirmed {
+            eprint!(
+                "Force-release lock {lock:?} in table {}, held by {} (fencing token {}, lease {})? The holder may still be working. [y/N] ",
+                args.table,
+                held.host,
+                token_text(&held),
+                fmt_lease(held.lease_duration)
+            );
+            let mut answer = String::new();
+            let _ = std::io::stdin().lock().read_line(&mut answer);
+            if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                return Err(Failure::new(exit::CANCELLED, "not released"));
+            }
+            confirmed = true;
+            confirmed_for = Some(held.fencing_token);
+        }
+        match write_released(&backend, lock, &held.version).await {
+            Ok(()) => return done(&held, args.force),
+            Err(WriteError::ConditionFailed { .. }) => {
+                // A heartbeat changed the version: try again with the new one
+                // (the token check above keeps it the same acquisition).
+                continue;
+            }
+            Err(WriteError::Backend(e)) => return Err(e.into()),
+        }
+    }
+    Err(Failure::new(
+        exit::FAILURE,
+        format!("lock {lock:?} kept changing while it was being released; try again"),
+    ))
+}
