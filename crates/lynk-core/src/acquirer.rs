@@ -203,6 +203,7 @@ fn grant(
         &record,
         sent,
         FencingToken::new(0),
+        spec.heartbeat,
     ));
     let waiter = {
         let mut slots = inner.slots();

@@ -29,6 +29,10 @@ pub enum LostReason {
     },
     /// [`LockClient::shutdown`](crate::LockClient::shutdown) released the lock.
     ClientShutDown,
+    /// The lock was held without heartbeats
+    /// ([`Lock::without_heartbeat`](crate::Lock::without_heartbeat)) and its
+    /// lease is running out.
+    LeaseRanOut,
 }
 
 impl fmt::Display for LostReason {
@@ -47,6 +51,9 @@ impl fmt::Display for LostReason {
             LostReason::Stolen { by: None } => f.write_str("the lock record was removed"),
             LostReason::BackendFailed { error } => write!(f, "the store failed: {error}"),
             LostReason::ClientShutDown => f.write_str("the client was shut down"),
+            LostReason::LeaseRanOut => {
+                f.write_str("the lease ran out (held without heartbeats); finish sooner or choose a longer lease")
+            }
         }
     }
 }

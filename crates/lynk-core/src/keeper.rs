@@ -102,7 +102,7 @@ pub(crate) async fn run(client: Weak<ClientInner>, mut rx: mpsc::UnboundedReceiv
 
 fn reschedule(timers: &mut BTreeSet<(Instant, u64)>, e: &mut Entry) {
     timers.remove(&(e.timer, e.lease.id));
-    e.timer = if e.in_flight {
+    e.timer = if e.in_flight || !e.lease.heartbeat {
         e.signal_at
     } else {
         e.next_beat.min(e.signal_at)
@@ -126,15 +126,19 @@ fn on_timer(
         return;
     }
     if now >= e.signal_at {
-        let reason = LostReason::HeartbeatsFailed {
-            last_error: e.last_error.take(),
+        let reason = if e.lease.heartbeat {
+            LostReason::HeartbeatsFailed {
+                last_error: e.last_error.take(),
+            }
+        } else {
+            LostReason::LeaseRanOut
         };
         let lease = e.lease.clone();
         entries.remove(&id);
         lose(inner, &lease, reason);
         return;
     }
-    if !e.in_flight && now >= e.next_beat {
+    if e.lease.heartbeat && !e.in_flight && now >= e.next_beat {
         inner.metrics.record_lag(now - e.next_beat);
         e.in_flight = true;
         let span =

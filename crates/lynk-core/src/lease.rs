@@ -41,6 +41,8 @@ pub(crate) struct LeaseShared {
     pub(crate) token: FencingToken,
     pub(crate) lease: Duration,
     pub(crate) payload: Option<Bytes>,
+    /// Whether the keeper renews this lease (it always fires the lost signal).
+    pub(crate) heartbeat: bool,
     pub(crate) core: tokio::sync::Mutex<LeaseCore>,
     /// Send instant of the last write known to have applied: the lease is
     /// valid from here.
@@ -60,6 +62,7 @@ impl LeaseShared {
         record: &LockRecord,
         sent_at: Instant,
         fallback_token: FencingToken,
+        heartbeat: bool,
     ) -> Self {
         LeaseShared {
             id,
@@ -67,6 +70,7 @@ impl LeaseShared {
             token: record.fencing_token.unwrap_or(fallback_token),
             lease: record.lease_duration,
             payload: record.payload.clone(),
+            heartbeat,
             core: tokio::sync::Mutex::new(LeaseCore {
                 version: record.version.clone(),
                 pending: Vec::new(),

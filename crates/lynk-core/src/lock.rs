@@ -23,6 +23,7 @@ pub struct Lock {
     name: String,
     lease: Duration,
     payload: Option<Bytes>,
+    heartbeat: bool,
 }
 
 impl Lock {
@@ -32,6 +33,7 @@ impl Lock {
             name,
             lease,
             payload: None,
+            heartbeat: true,
         }
     }
 
@@ -46,6 +48,17 @@ impl Lock {
     /// (e.g. a leader's address).
     pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
         self.payload = Some(payload.into());
+        self
+    }
+
+    /// Holds the lock without background heartbeats: for a short-lived
+    /// process (a Lambda handler, a cron job) that finishes its work within
+    /// one lease. Choose a lease longer than the work, and finish before
+    /// [`LockGuard::safe_deadline`](crate::LockGuard::safe_deadline); the
+    /// lost-lease signal still fires before it. Nothing keeps running after
+    /// the process ends, and a release is one write.
+    pub fn without_heartbeat(mut self) -> Self {
+        self.heartbeat = false;
         self
     }
 
@@ -169,6 +182,7 @@ impl Lock {
             spec: AcquireSpec {
                 lease: self.lease,
                 payload: self.payload.clone(),
+                heartbeat: self.heartbeat,
             },
             try_once,
             tx,

@@ -191,6 +191,7 @@ async fn release_inner(
                     &record,
                     sent_at,
                     lease.token,
+                    w.spec.heartbeat,
                 ));
                 inner.slots().entry(lease.name.clone()).or_default().holder = Some(next.clone());
                 inner.register(next.clone());

@@ -21,6 +21,8 @@ use crate::{LockError, LockGuard, Version};
 pub(crate) struct AcquireSpec {
     pub(crate) lease: Duration,
     pub(crate) payload: Option<Bytes>,
+    /// Renew the lease in the background (off for short-lived holders).
+    pub(crate) heartbeat: bool,
 }
 
 /// What a waiter is told: a guard, "busy" (only for `try_acquire`), or an error.

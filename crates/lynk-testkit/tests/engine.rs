@@ -584,3 +584,40 @@ async fn a_drifting_waiter_still_waits_long_enough() {
     );
     w.release().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_short_lived_holder_needs_no_heartbeats() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(backend.clone(), &clock, "lambda");
+    let guard = c
+        .create_lock("job")
+        .without_heartbeat()
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(backend.counts().total(), 1);
+    let safe = guard.safe_deadline();
+    clock.advance(LEASE / 2).await; // the work
+    assert_eq!(backend.counts().total(), 1, "no heartbeat writes");
+    assert!(!guard.is_lost());
+    guard.release().await.unwrap();
+    assert_eq!(
+        backend.counts().total(),
+        2,
+        "one write to acquire, one to release"
+    );
+    // Overrunning the lease is signalled, before the safe deadline.
+    let guard = c
+        .create_lock("job")
+        .without_heartbeat()
+        .acquire()
+        .await
+        .unwrap();
+    let safe2 = guard.safe_deadline();
+    assert!(safe2 > safe);
+    guard.lost().await;
+    assert!(clock.now() < safe2);
+    assert_eq!(guard.lost_reason(), Some(LostReason::LeaseRanOut));
+    assert_eq!(backend.counts().total(), 3, "still no heartbeat");
+}
