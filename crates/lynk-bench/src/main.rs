@@ -1,0 +1,152 @@
+//! `lynk-bench`: the benchmark harness behind `scripts/bench.sh` and
+//! `docs/benchmarks.md`. Prints one figure per line and, with `--json`,
+//! appends them as JSON lines for `scripts/bench/report.py`.
+
+mod counting;
+mod env;
+mod lynk_suite;
+mod peer;
+mod scale;
+mod util;
+mod worker;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use env::{Env, Server};
+use util::Report;
+
+#[derive(Parser, Debug)]
+#[command(about = "lynk benchmark harness (run it in release: scripts/bench.sh)")]
+struct Cli {
+    /// Append every figure as a JSON line to this file.
+    #[arg(long, global = true)]
+    json: Option<String>,
+    /// Tiny counts: every measurement runs, in seconds.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// Run on tokio's multi-thread runtime (default: current-thread, one
+    /// thread; fewer cross-thread wake-ups per request).
+    #[arg(long, global = true)]
+    multi_thread: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// lynk's requests per operation, in-process handover, throughput and CPU on one server.
+    Suite {
+        #[arg(long, value_enum)]
+        server: Server,
+        #[arg(long, env = "LYNK_BENCH_ENDPOINT")]
+        endpoint: Option<String>,
+    },
+    /// Many locks held at once by one client on the in-memory backend.
+    Scale {
+        /// Locks to hold (default 100000; 2000 with --smoke).
+        #[arg(long)]
+        locks: Option<usize>,
+    },
+    /// The same suite for the crate dynamodb-lease (needs TTL support: moto).
+    Peer {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long, default_value = "moto")]
+        label: String,
+    },
+    /// Creates a table for the cross-process measurement and prints its name.
+    SetupTable {
+        #[arg(long, value_enum)]
+        imp: worker::Impl,
+        #[arg(long)]
+        endpoint: String,
+    },
+    /// One process of the cross-process handover (driven by scripts/bench/xproc.py).
+    Worker {
+        #[arg(long, value_enum)]
+        imp: worker::Impl,
+        #[arg(long, value_enum)]
+        server: Server,
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        table: String,
+        #[arg(long, default_value = "xproc")]
+        lock: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let report = Report::new(cli.json.clone());
+    if let Cmd::Suite {
+        server: Server::Memory,
+        ..
+    } = cli.cmd
+    {
+        lynk_suite::per_minute_virtual(&report);
+    }
+    let rt = if cli.multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Suite { server, endpoint } => {
+                let env = Env::new(server, endpoint.as_deref()).await;
+                let sizes = lynk_suite::Sizes::for_server(server, cli.smoke);
+                lynk_suite::run(&env, sizes, &report).await;
+            }
+            Cmd::Scale { locks } => {
+                let (n, lease, hold) = if cli.smoke {
+                    (
+                        locks.unwrap_or(2_000),
+                        Duration::from_secs(1),
+                        Duration::from_millis(1200),
+                    )
+                } else {
+                    (
+                        locks.unwrap_or(100_000),
+                        Duration::from_secs(6),
+                        Duration::from_secs(5),
+                    )
+                };
+                scale::run(n, lease, hold, &report).await;
+            }
+            Cmd::Peer { endpoint, label } => {
+                let sizes = lynk_suite::Sizes::for_server(Server::Moto, cli.smoke);
+                peer::run(&endpoint, &label, sizes, &report).await;
+            }
+            Cmd::SetupTable { imp, endpoint } => {
+                let config = env::sdk_config(&endpoint).await;
+                let sdk = aws_sdk_dynamodb::Client::new(&config);
+                let table = env::unique("xproc");
+                match imp {
+                    worker::Impl::Lynk => {
+                        lynk_dynamo::TableAdmin::new(sdk)
+                            .create_table(&table, &lynk_dynamo::CreateOptions::new())
+                            .await
+                            .expect("create table");
+                    }
+                    worker::Impl::Peer => env::create_peer_table(&sdk, &table).await,
+                }
+                println!("{table}");
+            }
+            Cmd::Worker {
+                imp,
+                server,
+                endpoint,
+                table,
+                lock,
+            } => {
+                worker::run(imp, server, &endpoint, &table, &lock).await;
+            }
+        }
+    });
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Prints the figures of one bench run (JSON lines) as one table, and the
+ratios to the original Python lynk against the issue's targets.
+
+    report.py RESULTS.jsonl [--markdown]
+"""
+import json
+import sys
+
+ORDER = [
+    "req_cycle", "req_contended_try", "req_contended_acquire", "req_local_handover",
+    "req_held_per_min", "req_held_per_min_hb", "req_held_per_min_at_lease",
+    "req_wait_per_min", "req_wait_per_min_at_lease",
+    "handover_inproc_p50_ms", "handover_inproc_p99_ms", "handover_xproc_p50_ms", "handover_xproc_p99_ms",
+    "cycles_per_s_one_lock", "cycles_per_s_many_locks", "cpu_us_per_cycle", "cpu_us_per_cycle_many",
+    "scale_locks_held", "scale_acquire_per_s", "scale_bytes_per_lock", "scale_heartbeats",
+    "scale_hb_cpu_us", "scale_max_hb_lag_ms", "scale_lost_leases",
+]
+COLS = [("lynk", "memory"), ("lynk", "dynalite"), ("lynk", "moto"),
+        ("python-lynk", "dynalite"), ("python-lynk", "moto"), ("dynamodb-lease", "moto")]
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 100 or v == int(v):
+        return "{:,.0f}".format(v)
+    return "{:.3g}".format(v)
+
+
+def main():
+    path = sys.argv[1]
+    md = "--markdown" in sys.argv
+    data, units = {}, {}
+    for line in open(path):
+        line = line.strip()
+        if not line:
+            continue
+        r = json.loads(line)
+        data[(r["impl"], r["server"], r["metric"])] = r["value"]
+        units[r["metric"]] = r["unit"]
+    cols = [c for c in COLS if any((c[0], c[1], m) in data for m in ORDER)]
+    metrics = [m for m in ORDER if any((c[0], c[1], m) in data for c in cols)]
+    head = ["figure", "unit"] + ["%s %s" % c for c in cols]
+    rows = [[m, units[m]] + [fmt(data.get((c[0], c[1], m))) for c in cols] for m in metrics]
+    if md:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        for r in [head] + rows:
+            print("  ".join(str(x).rjust(w[i]) if i > 1 else str(x).ljust(w[i]) for i, x in enumerate(r)))
+
+    print()
+    print("Targets (ratio lynk : original, same server, same run):")
+    g = lambda i, s, m: data.get((i, s, m))
+    targets = [
+        ("uncontended cycles/s", "cycles_per_s_one_lock", True, 5),
+        ("in-process handover (median)", "handover_inproc_p50_ms", False, 100),
+        ("cross-process handover (median)", "handover_xproc_p50_ms", False, 10),
+        ("client CPU per cycle", "cpu_us_per_cycle", False, 20),
+    ]
+    out = []
+    for server in ("moto", "dynalite"):
+        for label, m, higher_better, want in targets:
+            a, b = g("lynk", server, m), g("python-lynk", server, m)
+            if a is None or b is None or not a or not b:
+                continue
+            ratio = a / b if higher_better else b / a
+            out.append((server, label, ratio, want, "met" if ratio >= want else "MISSED"))
+        w = g("lynk", server, "req_wait_per_min")
+        if w is not None:
+            out.append((server, "waiting client req/s (default)", w / 60.0, 1.0,
+                        "met" if w / 60.0 <= 1.0 + 1e-9 else "MISSED"))
+    for server, label, ratio, want, verdict in out:
+        if label.startswith("waiting"):
+            print("  %-9s %-34s %8.2f req/s  (target <= %g)   %s" % (server, label, ratio, want, verdict))
+        else:
+            print("  %-9s %-34s %8.1fx       (target >= %gx)  %s" % (server, label, ratio, want, verdict))
+    print()
+    print("lynk : dynamodb-lease on moto:")
+    for label, m, higher_better, _ in targets:
+        a, b = g("lynk", "moto", m), g("dynamodb-lease", "moto", m)
+        if a and b:
+            print("  %-34s %8.1fx" % (label, a / b if higher_better else b / a))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Cross-process handover: drives two worker processes that take turns on one lock.
+
+    xproc.py --impl lynk --server moto --rounds 10 --dmin 0.1 --dmax 1.1 [--json F] -- WORKER CMD...
+
+Each round: the waiter is told `acquire` (it starts waiting), after a random
+delay uniform in [dmin, dmax] s the holder is told `release`; the latency is
+the waiter's `acquired` wall time minus the holder's `releasing` wall time
+(both processes on this host, so one wall clock). Roles then swap. Choose
+dmax - dmin as the waiter's polling period, so releases fall uniformly over
+its poll phase.
+"""
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+
+
+class Worker:
+    def __init__(self, cmd):
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.expect("ready")
+
+    def send(self, cmd):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+
+    def expect(self, word):
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise SystemExit("worker exited while waiting for %r" % word)
+            parts = line.split()
+            if parts and parts[0] == word:
+                return int(parts[1]) if len(parts) > 1 else None
+
+    def close(self):
+        try:
+            self.send("quit")
+            self.p.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.p.wait(timeout=30)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impl", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--dmin", type=float, default=0.1)
+    ap.add_argument("--dmax", type=float, default=1.1)
+    ap.add_argument("--note", default="")
+    ap.add_argument("--json")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
+    w = [Worker(cmd), Worker(cmd)]
+    holder = 0
+    w[0].send("acquire")
+    w[0].expect("acquired")
+    samples = []
+    for _ in range(a.rounds):
+        waiter = 1 - holder
+        w[waiter].send("acquire")
+        w[waiter].expect("started")
+        time.sleep(random.uniform(a.dmin, a.dmax))
+        w[holder].send("release")
+        t_rel = w[holder].expect("releasing")
+        w[holder].expect("released")
+        t_acq = w[waiter].expect("acquired")
+        samples.append((t_acq - t_rel) / 1e3)
+        holder = waiter
+    w[holder].send("release")
+    w[holder].expect("released")
+    for x in w:
+        x.close()
+    s = sorted(samples)
+
+    def rank(p):
+        i = min(max(int(-(-p * len(s) // 1)), 1), len(s)) - 1
+        return s[i]
+
+    note = "%d handovers between two processes%s" % (len(s), (", " + a.note) if a.note else "")
+    for metric, value in (("handover_xproc_p50_ms", rank(0.5)), ("handover_xproc_p99_ms", rank(0.99))):
+        print("%-15s %-9s %-28s %14.3f %-10s %s" % (a.impl, a.server, metric, value, "ms", note), flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps({"impl": a.impl, "server": a.server, "metric": metric, "value": value,
+                                    "unit": "ms", "note": note}) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
