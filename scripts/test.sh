@@ -4,7 +4,7 @@
 # test of the workspace against them, and stops the servers again.
 #
 #   scripts/test.sh                 # everything
-#   scripts/test.sh -p lynk-core    # extra arguments go to `cargo test`
+#   scripts/test.sh -p lynk-core    # only `cargo test` with these arguments, servers up
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,7 +13,21 @@ scripts/test-servers.sh start
 trap 'scripts/test-servers.sh stop' EXIT
 eval "$(scripts/test-servers.sh env)"
 
-cargo test --workspace "$@"
+if [ $# -gt 0 ]; then
+  cargo test "$@"
+  exit
+fi
+
+# The simulations print their figures (seeds, operations, faults,
+# violations), so they run once more below with their output shown; skip them
+# here.
+cargo test --workspace -- \
+  --skip no_violations_under_faults --skip abandoned_locks_are_taken_over \
+  --skip negative_control --skip no_violations_through_a_faulty_network
+
+echo "== simulations (figures printed)"
+cargo test -p lynk-testkit --test simulation -- --nocapture --test-threads 1
+cargo test -p lynk-dynamo --test sim_under_proxy -- --nocapture
 
 # Every example runs (with short holds), so they stay true.
 for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v '^lynk-examples$'); do
