@@ -80,7 +80,7 @@ impl LockGuard {
     /// A process that holds a lock without heartbeats (e.g. a short-lived
     /// function) should finish its work before this instant.
     pub fn safe_deadline(&self) -> Instant {
-        self.lease.valid_from() + self.inner.config.safe_for(self.lease.lease)
+        self.watch().safe_deadline()
     }
 
     /// A cheap, cloneable view of this lease for other tasks: its lost-lease
@@ -94,12 +94,12 @@ impl LockGuard {
 
     /// `true` once the lease is lost. Check it before each step of long work.
     pub fn is_lost(&self) -> bool {
-        self.lease.lost.is_cancelled()
+        is_lost(&self.lease)
     }
 
     /// Why the lease was lost, if it was.
     pub fn lost_reason(&self) -> Option<LostReason> {
-        self.lease.lost_reason().cloned()
+        lost_reason(&self.lease)
     }
 
     /// A future that completes when the lease is lost.
@@ -219,12 +219,12 @@ impl LeaseWatch {
 
     /// As [`LockGuard::is_lost`].
     pub fn is_lost(&self) -> bool {
-        self.lease.lost.is_cancelled()
+        is_lost(&self.lease)
     }
 
     /// As [`LockGuard::lost_reason`].
     pub fn lost_reason(&self) -> Option<LostReason> {
-        self.lease.lost_reason().cloned()
+        lost_reason(&self.lease)
     }
 
     /// As [`LockGuard::lost`].
@@ -235,4 +235,12 @@ impl LeaseWatch {
     pub fn lost(&self) -> WaitForCancellationFuture<'_> {
         self.lease.lost.cancelled()
     }
+}
+
+fn is_lost(lease: &LeaseShared) -> bool {
+    lease.lost.is_cancelled()
+}
+
+fn lost_reason(lease: &LeaseShared) -> Option<LostReason> {
+    lease.lost_reason().cloned()
 }
