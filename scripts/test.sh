@@ -26,16 +26,17 @@ cargo test --workspace -- \
   --skip negative_control --skip no_violations_through_a_faulty_network
 
 echo "== simulations (figures printed)"
-cargo test -p lynk-testkit --test simulation -- --nocapture --test-threads 1
-cargo test -p lynk-dynamo --test sim_under_proxy -- --nocapture
+# (--workspace keeps the features, and so the build, the same as above.)
+cargo test --workspace --test simulation --test sim_under_proxy -- --nocapture --test-threads 1
 
-# Every example runs (with short holds), so they stay true.
+# Every example runs (with short holds), so they stay true. `cargo test`
+# built them above.
 for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v '^lynk-examples$'); do
   echo "== example $example"
-  LYNK_EXAMPLE_HOLD_MS=200 cargo run --quiet -p lynk-examples --example "$example"
+  LYNK_EXAMPLE_HOLD_MS=200 "${CARGO_TARGET_DIR:-target}"/debug/examples/"$example"
 done
 
 # The original quickstart's numbers: 2 workers holding 10 s each, lease 20 s.
 # lynk finishes in about two hold times; the original needs hold + lease + hold.
 echo "== lynk demo (2 workers, 10 s hold)"
-cargo run --quiet -p lynk-cli -- demo --workers 2 --hold 10s --lease 20s
+"${CARGO_TARGET_DIR:-target}"/debug/lynk demo --workers 2 --hold 10s --lease 20s
