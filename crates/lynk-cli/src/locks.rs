@@ -191,6 +191,7 @@ pub async fn acquire_with_wait(
                 name: lock.name().to_owned(),
                 waited: Duration::ZERO,
                 holder: None,
+                last_error: None,
             }),
         },
         Some(w) => lock.acquire_timeout(w).await,

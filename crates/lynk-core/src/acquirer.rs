@@ -95,10 +95,12 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
         let current = match current {
             Ok(c) => {
                 backoff = inner.config.initial_backoff;
+                set_last_error(&inner, &name, None);
                 c
             }
             Err(e) if e.is_retryable() => {
                 tracing::debug!(lock = %name, error = %e, "store error while acquiring; backing off");
+                set_last_error(&inner, &name, Some(&e));
                 fail_try_waiters(&inner, &name, Some(&e));
                 inner.clock.sleep(inner.jitter(backoff)).await;
                 backoff = (backoff * 2).min(inner.config.max_backoff);
@@ -229,6 +231,12 @@ fn set_last_holder(inner: &Arc<ClientInner>, name: &str, host: &str) {
         if state.last_holder.as_deref() != Some(host) {
             state.last_holder = Some(host.to_owned());
         }
+    }
+}
+
+fn set_last_error(inner: &Arc<ClientInner>, name: &str, error: Option<&BackendError>) {
+    if let Some(state) = inner.slots().get_mut(name) {
+        state.last_error = error.map(|e| e.to_string());
     }
 }
 

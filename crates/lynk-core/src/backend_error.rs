@@ -109,8 +109,14 @@ impl BackendError {
 }
 
 impl fmt::Display for BackendError {
+    /// The message, which is written for people; the kind is in
+    /// [`kind`](BackendError::kind). An empty message shows the kind.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
+        if self.message.is_empty() {
+            write!(f, "{}", self.kind)
+        } else {
+            f.write_str(&self.message)
+        }
     }
 }
 

@@ -151,6 +151,13 @@ impl Lock {
         self
     }
 
+    /// Holds the lock without background heartbeats; see
+    /// [`crate::Lock::without_heartbeat`].
+    pub fn without_heartbeat(mut self) -> Self {
+        self.lock = self.lock.without_heartbeat();
+        self
+    }
+
     /// Attaches `payload` to the record while held.
     pub fn with_payload(mut self, payload: impl Into<Bytes>) -> Self {
         self.lock = self.lock.with_payload(payload);

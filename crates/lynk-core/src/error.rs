@@ -67,7 +67,7 @@ impl fmt::Display for LostReason {
 #[non_exhaustive]
 pub enum LockError {
     /// `acquire` waited as long as it was allowed to and the lock was not granted.
-    #[error("lock {name:?} was not granted within {waited:?} (held by {}); wait longer or find out why the holder keeps it with `lynk describe`", holder.as_deref().unwrap_or("another client"))]
+    #[error("{}", not_granted(name, *waited, holder.as_deref(), last_error.as_deref()))]
     NotGranted {
         /// The lock name.
         name: String,
@@ -75,6 +75,9 @@ pub enum LockError {
         waited: Duration,
         /// The holder's host identifier, if known.
         holder: Option<String>,
+        /// The last store error seen while waiting, if the store was failing
+        /// (the wait may have been spent retrying it rather than behind a holder).
+        last_error: Option<String>,
     },
     /// The lease was lost: stop touching the protected resource.
     #[error(
@@ -132,6 +135,26 @@ pub enum LockError {
     /// The client was shut down; create a new one.
     #[error("the lock client was shut down; create a new client to acquire locks")]
     ShutDown,
+}
+
+fn not_granted(
+    name: &str,
+    waited: Duration,
+    holder: Option<&str>,
+    last_error: Option<&str>,
+) -> String {
+    let waited = format!("{:.1?}", waited);
+    match (holder, last_error) {
+        (_, Some(e)) => format!(
+            "lock {name:?} was not granted within {waited}: the store kept failing ({e}); check the store, then retry"
+        ),
+        (Some(h), None) => format!(
+            "lock {name:?} was not granted within {waited}: held by {h}; wait longer, or see why with `lynk describe`"
+        ),
+        (None, None) => format!(
+            "lock {name:?} was not granted within {waited}: another client holds it; wait longer, or see who with `lynk describe`"
+        ),
+    }
 }
 
 impl LockError {

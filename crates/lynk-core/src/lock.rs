@@ -76,7 +76,11 @@ impl Lock {
     ///
     /// One conditional write when the lock is free. When it is held, waits
     /// behind this process's earlier waiters, then polls the store and takes
-    /// over once the holder's lease has visibly gone stale.
+    /// over once the holder's lease has visibly gone stale. Store errors
+    /// that may pass (throttling, an unreachable endpoint) are retried with
+    /// backoff while waiting; bound the wait with
+    /// [`acquire_timeout`](Lock::acquire_timeout), whose
+    /// [`LockError::NotGranted`] then names the last store error.
     ///
     /// # Cancel safety
     ///
@@ -116,10 +120,18 @@ impl Lock {
                         biased;
                         grant = rx => grant,
                         _ = self.client.inner.clock.sleep_until(deadline) => {
+                            let (holder, last_error) = self
+                                .client
+                                .inner
+                                .slots()
+                                .get(&self.name)
+                                .map(|s| (s.last_holder.clone(), s.last_error.clone()))
+                                .unwrap_or_default();
                             return Err(LockError::NotGranted {
                                 name: self.name.clone(),
                                 waited: self.client.inner.clock.now().saturating_duration_since(started),
-                                holder: self.client.inner.slots().get(&self.name).and_then(|s| s.last_holder.clone()),
+                                holder,
+                                last_error,
                             });
                         }
                     }

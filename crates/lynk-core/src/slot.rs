@@ -49,6 +49,8 @@ pub(crate) struct SlotState {
     pub(crate) ambiguous: Vec<Version>,
     /// The holder seen last by the acquirer, for error messages.
     pub(crate) last_holder: Option<String>,
+    /// The store error the acquirer is retrying, if any, for error messages.
+    pub(crate) last_error: Option<String>,
 }
 
 impl SlotState {

@@ -216,7 +216,9 @@ impl<B: LockBackend> FaultyBackend<B> {
 
     async fn before(&self, fault: &Option<Fault>) -> Result<(), BackendError> {
         match fault {
-            Some(Fault::FailBefore(kind)) => Err(BackendError::new(*kind, "injected fault")),
+            Some(Fault::FailBefore(kind)) => {
+                Err(BackendError::new(*kind, format!("injected fault: {kind}")))
+            }
             Some(Fault::Stall) => std::future::pending().await,
             Some(Fault::Delay(d)) => {
                 match &self.clock {

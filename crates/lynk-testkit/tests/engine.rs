@@ -621,3 +621,38 @@ async fn a_short_lived_holder_needs_no_heartbeats() {
     assert_eq!(guard.lost_reason(), Some(LostReason::LeaseRanOut));
     assert_eq!(backend.counts().total(), 3, "still no heartbeat");
 }
+
+#[tokio::test(start_paused = true)]
+async fn waiting_on_a_failing_store_says_so() {
+    let clock = TestClock::new();
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let c = client(faulty.clone(), &clock, "me");
+    faulty.inject(
+        None,
+        None,
+        Fault::FailBefore(BackendErrorKind::Unavailable),
+        None,
+    );
+    let err = c
+        .create_lock("job")
+        .acquire_timeout(Duration::from_secs(5))
+        .await
+        .expect_err("the store is down");
+    match &err {
+        LockError::NotGranted {
+            last_error: Some(e),
+            ..
+        } => assert!(e.contains("unavailable"), "{e}"),
+        other => panic!("expected NotGranted naming the store error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("the store kept failing"), "{err}");
+    assert!(err.to_string().contains("5.0s"), "{err}");
+    // Once the store recovers, the lock is granted.
+    faulty.clear();
+    let g = c
+        .create_lock("job")
+        .acquire_timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    g.release().await.unwrap();
+}
