@@ -44,3 +44,8 @@ pub fn get_lock_factory(
     let backend = MemoryBackend::shared(table);
     lynk_core::blocking::LockFactory::new(move || lynk_core::LockClient::new(backend))
 }
+
+/// The README's code, compiled and run as a doctest so it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
