@@ -3,8 +3,11 @@
 # original Python lynk 0.3.1 and the Rust crate dynamodb-lease (see
 # docs/benchmarks.md for what each figure means).
 #
-#   scripts/bench.sh           # full run, about 5 minutes
-#   scripts/bench.sh --smoke   # every measurement with tiny counts (CI); never asserts timings
+#   scripts/bench.sh           # full run, about 4 minutes
+#   scripts/bench.sh --smoke   # every measurement with tiny counts (CI, < 1 min); never asserts timings
+#
+# The original's handovers at its default lease (20 s) take one lease each,
+# so they run in the background, concurrently with the rest (they sleep).
 #
 # Builds crates/lynk-bench in release, installs and starts the local test
 # servers (moto, dynalite) if needed, stops them afterwards if it started
@@ -16,7 +19,7 @@ cd "$ROOT"
 SMOKE=""
 [[ "${1:-}" == "--smoke" ]] && SMOKE="--smoke"
 
-log() { printf '\n[bench] %s\n' "$*" >&2; }
+log() { printf '\n[bench %3ds] %s\n' "$SECONDS" "$*" >&2; }
 
 log "building lynk-bench (release)"
 cargo build --release -p lynk-bench --quiet
@@ -28,7 +31,11 @@ if ! scripts/test-servers.sh status >/dev/null 2>&1; then
   STARTED=1
 fi
 scripts/test-servers.sh start
-cleanup() { if [[ $STARTED == 1 ]]; then scripts/test-servers.sh stop || true; fi; }
+BG_PIDS=()
+cleanup() {
+  for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ $STARTED == 1 ]]; then scripts/test-servers.sh stop || true; fi
+}
 trap cleanup EXIT
 eval "$(scripts/test-servers.sh env)"
 PY="$LYNK_TEST_PYTHON"
@@ -43,15 +50,43 @@ endpoint() { if [[ $1 == moto ]]; then echo "$MOTO"; else echo "$DYNALITE"; fi; 
 if [[ -n $SMOKE ]]; then
   SERVERS=(moto)          # every measurement, one emulator (dynalite: full run)
   ROUNDS=2; PY_DMAX=1.1; DMAX=0.6
+  DEF_LEASE=1; DEF_ROUNDS=1   # exercises the default-lease path in seconds (labelled _lease1s)
 else
   SERVERS=(dynalite moto)
   ROUNDS=10; PY_DMAX=2.05; DMAX=1.1
+  DEF_LEASE=20; DEF_ROUNDS=3  # the original's default lease: about 20 s per handover
 fi
+DEF_SUFFIX=""; [[ $DEF_LEASE != 20 ]] && DEF_SUFFIX="_lease${DEF_LEASE}s"
+
+# The original at its default lease: in-process (one session, two threads, as
+# in its quickstart) and cross-process handovers, in the background, each
+# into its own file (merged into $OUT at the end).
+BG_FILES=()
+default_lease_handovers() {
+  local S="$1" E T
+  E="$(endpoint "$S")"
+  local J="$OUT.bg-$S-inproc" L="$OUT.bg-$S-inproc.log"
+  BG_FILES+=("$J"); : >"$J"
+  "$PY" scripts/bench/pylynk_bench.py handover --endpoint "$E" --server "$S" --lease "$DEF_LEASE" \
+    --handovers "$DEF_ROUNDS" --json "$J" >"$L" 2>&1 &
+  BG_PIDS+=($!)
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  J="$OUT.bg-$S-xproc"; L="$OUT.bg-$S-xproc.log"
+  BG_FILES+=("$J"); : >"$J"
+  "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$DEF_ROUNDS" \
+    --dmin 0.05 --dmax "$DEF_LEASE.05" --metric-suffix "$DEF_SUFFIX" \
+    --note "lease $DEF_LEASE s$([[ $DEF_LEASE == 20 ]] && echo ' (its default)')" --json "$J" -- \
+    "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease "$DEF_LEASE" >"$L" 2>&1 &
+  BG_PIDS+=($!)
+}
 
 log "lynk on the in-memory backend (pure client cost)"
 "$BIN" suite --server memory --json "$OUT" $SMOKE
 log "lynk: locks held at once by one client (in-memory backend)"
 "$BIN" scale --json "$OUT" $SMOKE
+
+log "started in the background: the original's handovers at lease $DEF_LEASE s on ${SERVERS[*]} ($DEF_ROUNDS each)"
+for S in "${SERVERS[@]}"; do default_lease_handovers "$S"; done
 
 for S in dynalite moto; do
   log "lynk on $S (emulator-bound)"
@@ -74,14 +109,29 @@ for S in "${SERVERS[@]}"; do
     --note "default settings (poll 1 s)" --json "$OUT" -- \
     "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T"
   T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  log "cross-process handover on $S: the original at lease 2 s"
   "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$ROUNDS" --dmin 0.05 --dmax "$PY_DMAX" \
-    --note "lease 2 s" --json "$OUT" -- \
+    --metric-suffix _lease2s --note "lease 2 s (not its default)" --json "$OUT" -- \
     "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease 2
 done
+log "cross-process handover on moto: dynamodb-lease"
 T="$("$BIN" setup-table --imp peer --endpoint "$MOTO")"
 "$PY" scripts/bench/xproc.py --impl dynamodb-lease --server moto --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
   --note "default settings (retry every 1 s)" --json "$OUT" -- \
   "$BIN" worker --imp peer --server moto --endpoint "$MOTO" --table "$T"
 
+log "waiting for the original's handovers at lease $DEF_LEASE s"
+for i in "${!BG_PIDS[@]}"; do
+  if ! wait "${BG_PIDS[$i]}"; then
+    cat "${BG_FILES[$i]}.log" >&2
+    echo "[bench] background measurement failed: ${BG_FILES[$i]}" >&2
+    exit 1
+  fi
+  grep -v '^$' "${BG_FILES[$i]}.log" | grep -E '^python-lynk ' || true
+  cat "${BG_FILES[$i]}" >>"$OUT"
+  rm -f "${BG_FILES[$i]}" "${BG_FILES[$i]}.log"
+done
+BG_PIDS=()   # all reaped: nothing for cleanup to stop
+
 log "results ($OUT)"
-"$PY" scripts/bench/report.py "$OUT"
+"$PY" scripts/bench/report.py "$OUT" $SMOKE

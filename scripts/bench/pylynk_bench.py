@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Measurements of the original Python lynk 0.3.1 (run with .tools/venv/bin/python).
 
-    pylynk_bench.py suite  --endpoint URL --server moto [--lease 2] [--smoke] [--json FILE]
-    pylynk_bench.py worker --table T --lock NAME [--lease 2]     # one side of xproc.py
+    pylynk_bench.py suite    --endpoint URL --server moto [--lease 2] [--smoke] [--json FILE]
+    pylynk_bench.py handover --endpoint URL --server moto [--lease 20] [--handovers 3] [--json FILE]
+    pylynk_bench.py worker   --table T --lock NAME [--lease 20]   # one side of xproc.py
 
 Requests are counted at botocore (every HTTP request lynk's clients make,
 per thread).  AWS_ENDPOINT_URL is set from --endpoint for lynk's boto3
-sessions.  The lease is whole seconds (lynk 0.3.1 requires an int); the
-default here, 2 s, is the shortest practical one and the most favourable to
-the original: its waiters sleep one lease per attempt, so every waiting
-figure is 10x worse at its default of 20 s.
+sessions.  The lease is whole seconds (lynk 0.3.1 requires an int).  Its
+default, 20 s (``Lock.acquire(lease_duration=20)``), is what its users get:
+a waiter sleeps one whole lease per attempt, so a handover takes between 0
+and one lease.  ``suite`` runs at 2 s, the shortest practical lease and the
+most favourable to the original, so that it takes seconds; ``handover``
+measures the in-process handover alone, at the default lease unless told
+otherwise.  Figures measured at a lease other than the default carry the
+suffix ``_lease<N>s`` in their metric name.
 """
 import argparse
 import json
@@ -88,6 +93,23 @@ def create_table(endpoint, table):
                    KeySchema=[{"AttributeName": "lockKey", "KeyType": "HASH"}],
                    BillingMode="PAY_PER_REQUEST")
     c.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+DEFAULT_LEASE = 20  # lynk 0.3.1: Lock.acquire(lease_duration=20)
+
+
+def lease_suffix(lease):
+    """Metric-name suffix for a figure measured at a non-default lease."""
+    return "" if lease == DEFAULT_LEASE else "_lease%ds" % lease
+
+
+def stratified(n, lo, hi):
+    """n release delays, one uniform draw in each of n equal slices of
+    [lo, hi), shuffled: still uniform over [lo, hi) each, but a sample of 3
+    already spans the range (a plain uniform sample of 3 may not)."""
+    d = [lo + (hi - lo) * (k + random.random()) / n for k in range(n)]
+    random.shuffle(d)
+    return d
 
 
 def p50_p99(samples):
@@ -183,34 +205,7 @@ def suite(args):
     if box.get("got"):
         waiter.release()
 
-    # In-process handover: two threads, two sessions; release at a random
-    # moment of the waiter's sleep (uniform over one lease).
-    samples = []
-    locks = [sess_a.create_lock("handover"), sess_b.create_lock("handover")]
-    locks[0].acquire(lease_duration=L)
-    h = 0
-    for _ in range(args.handovers):
-        w = 1 - h
-        box = {}
-
-        def take(w=w, box=box):
-            locks[w].acquire(lease_duration=L)
-            box["t"] = time.time()
-
-        t = threading.Thread(target=take)
-        t.start()
-        time.sleep(random.uniform(0.05, L))
-        tr = time.time()
-        locks[h].release()
-        t.join()
-        samples.append((box["t"] - tr) * 1e3)
-        h = w
-    locks[h].release()
-    p50, p99 = p50_p99(samples)
-    note = "%d handovers between two threads (lease %d s; release uniform over the waiter's sleep)" % (
-        len(samples), L)
-    r.figure("handover_inproc_p50_ms", p50, "ms", note)
-    r.figure("handover_inproc_p99_ms", p99, "ms", note)
+    handover_inproc(r, table, L, args.handovers)
 
     # Throughput and CPU per cycle (default lease 20 s: no refresh inside a cycle).
     lock = sess_a.create_lock("one-lock")
@@ -245,6 +240,50 @@ def suite(args):
     r.figure("cpu_us_per_cycle_many", cpu * 1e6 / (threads_n * per), "us", "client process CPU per cycle, many locks")
 
 
+def handover_inproc(r, table, L, n):
+    """In-process handover as in the original's quickstart: one session (one
+    backend factory), two threads, each with its own lock object of the same
+    name.  The waiter is started, and the holder releases after a delay
+    uniform over [0.05, L + 0.05) s (the waiter's first sleep, which begins
+    after its failed put and get); latency = the waiter's acquire returning
+    - the release starting."""
+    sess = session(table, "quickstart")
+    samples = []
+    locks = [sess.create_lock("handover"), sess.create_lock("handover")]
+    locks[0].acquire(lease_duration=L)
+    h = 0
+    for delay in stratified(n, 0.05, L + 0.05):
+        w = 1 - h
+        box = {}
+
+        def take(w=w, box=box):
+            locks[w].acquire(lease_duration=L)
+            box["t"] = time.time()
+
+        t = threading.Thread(target=take)
+        t.start()
+        time.sleep(delay)
+        tr = time.time()
+        locks[h].release()
+        t.join()
+        samples.append((box["t"] - tr) * 1e3)
+        h = w
+    locks[h].release()
+    p50, p99 = p50_p99(samples)
+    default = " (its default)" if L == DEFAULT_LEASE else " (not its default of %d s)" % DEFAULT_LEASE
+    note = "%d handovers between two threads, one session; lease %d s%s; release uniform over the waiter's sleep" % (
+        len(samples), L, default)
+    r.figure("handover_inproc_p50_ms" + lease_suffix(L), p50, "ms", note)
+    r.figure("handover_inproc_p99_ms" + lease_suffix(L), p99, "ms", note)
+
+
+def handover(args):
+    os.environ["AWS_ENDPOINT_URL"] = args.endpoint
+    table = "pylynk-bench-" + uuid.uuid4().hex[:10]
+    create_table(args.endpoint, table)
+    handover_inproc(Report(args.json, args.server), table, args.lease, args.handovers)
+
+
 def worker(args):
     if args.endpoint:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint
@@ -273,11 +312,17 @@ def main():
     s.add_argument("--lease", type=int, default=2)
     s.add_argument("--json")
     s.add_argument("--smoke", action="store_true")
+    h = sub.add_parser("handover")
+    h.add_argument("--endpoint", required=True)
+    h.add_argument("--server", default="moto")
+    h.add_argument("--lease", type=int, default=DEFAULT_LEASE)
+    h.add_argument("--handovers", type=int, default=3)
+    h.add_argument("--json")
     w = sub.add_parser("worker")
     w.add_argument("--endpoint")
     w.add_argument("--table", required=True)
     w.add_argument("--lock", default="xproc")
-    w.add_argument("--lease", type=int, default=2)
+    w.add_argument("--lease", type=int, default=DEFAULT_LEASE)
     args = p.parse_args()
     if args.cmd == "suite":
         if args.smoke:
@@ -285,6 +330,8 @@ def main():
         else:
             args.window, args.handovers, args.cycles, args.many_locks, args.cycles_per_lock = 8.0, 6, 150, 8, 15
         suite(args)
+    elif args.cmd == "handover":
+        handover(args)
     else:
         worker(args)
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Cross-process handover: drives two worker processes that take turns on one lock.
 
-    xproc.py --impl lynk --server moto --rounds 10 --dmin 0.1 --dmax 1.1 [--json F] -- WORKER CMD...
+    xproc.py --impl lynk --server moto --rounds 10 --dmin 0.1 --dmax 1.1 \
+             [--metric-suffix _lease2s] [--json F] -- WORKER CMD...
 
 Each round: the waiter is told `acquire` (it starts waiting), after a random
-delay uniform in [dmin, dmax] s the holder is told `release`; the latency is
+delay uniform in [dmin, dmax) s the holder is told `release`; the latency is
 the waiter's `acquired` wall time minus the holder's `releasing` wall time
 (both processes on this host, so one wall clock). Roles then swap. Choose
 dmax - dmin as the waiter's polling period, so releases fall uniformly over
-its poll phase.
+its poll phase. The delays are stratified: one uniform draw in each of
+`rounds` equal slices of [dmin, dmax), in random order, so that even 3
+rounds span the poll phase.
 """
 import argparse
 import json
@@ -53,6 +56,7 @@ def main():
     ap.add_argument("--dmin", type=float, default=0.1)
     ap.add_argument("--dmax", type=float, default=1.1)
     ap.add_argument("--note", default="")
+    ap.add_argument("--metric-suffix", default="", help="e.g. _lease2s for a non-default setting")
     ap.add_argument("--json")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -62,11 +66,13 @@ def main():
     w[0].send("acquire")
     w[0].expect("acquired")
     samples = []
-    for _ in range(a.rounds):
+    delays = [a.dmin + (a.dmax - a.dmin) * (k + random.random()) / a.rounds for k in range(a.rounds)]
+    random.shuffle(delays)
+    for delay in delays:
         waiter = 1 - holder
         w[waiter].send("acquire")
         w[waiter].expect("started")
-        time.sleep(random.uniform(a.dmin, a.dmax))
+        time.sleep(delay)
         w[holder].send("release")
         t_rel = w[holder].expect("releasing")
         w[holder].expect("released")
@@ -85,6 +91,7 @@ def main():
 
     note = "%d handovers between two processes%s" % (len(s), (", " + a.note) if a.note else "")
     for metric, value in (("handover_xproc_p50_ms", rank(0.5)), ("handover_xproc_p99_ms", rank(0.99))):
+        metric += a.metric_suffix
         print("%-15s %-9s %-28s %14.3f %-10s %s" % (a.impl, a.server, metric, value, "ms", note), flush=True)
         if a.json:
             with open(a.json, "a") as f:

@@ -153,7 +153,8 @@ async fn requests(env: &Env, report: &Report) {
 }
 
 /// Per held lock and per waiting client, counted over a window of real time
-/// with default settings (lease 20 s: heartbeat every 6.7 s; poll every 1 s).
+/// with default settings (lease 20 s: heartbeat every 6.7 s; poll every 1 s),
+/// from 200 ms after the waiter's first attempt.
 async fn per_minute_real(env: &Env, window: Duration, report: &Report) {
     let s = env.server.label();
     let (holder, ch) = env.client(None).await;
@@ -163,18 +164,23 @@ async fn per_minute_real(env: &Env, window: Duration, report: &Report) {
         .acquire()
         .await
         .expect("acquire");
-    let h0 = ch.get();
-    let w0 = cw.get();
     let w = {
         let waiter = waiter.clone();
         tokio::spawn(async move { waiter.create_lock("per-minute").acquire().await })
     };
+    // The waiter's first attempt (a conditional write, and on dynalite the
+    // read of the holder's record) is the acquisition, counted in
+    // `req_contended_acquire`; count what waiting costs from here, as on the
+    // memory backend.
+    sleep(Duration::from_millis(200)).await;
+    let h0 = ch.get();
+    let w0 = cw.get();
     sleep(window).await;
     let held = (ch.get() - h0) as f64;
     let waited = (cw.get() - w0) as f64;
     let per_min = 60.0 / window.as_secs_f64();
     let note = format!(
-        "counted over {:.1} s, default settings",
+        "counted over {:.1} s after the waiter's first attempt, default settings",
         window.as_secs_f64()
     );
     report.figure(IMP, s, "req_held_per_min", held * per_min, "req/min", &note);
