@@ -36,17 +36,22 @@ enum Next {
     Read,
 }
 
-pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version>) {
-    let mut own: Vec<(Version, Instant)> = {
-        let now = inner.clock.now();
-        seed.into_iter().map(|v| (v, now)).collect()
+pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Version, Instant)>) {
+    let _reset = ResetOnPanic {
+        inner: inner.clone(),
+        name: name.clone(),
     };
+    // Versions this task (or an earlier attempt, from `seed`) wrote, with
+    // their send instants.
+    let mut own: Vec<(Version, Instant)> = seed;
+    // Those whose outcome is unknown: handed on if this task stops early.
+    let mut uncertain: Vec<(Version, Instant)> = Vec::new();
     let mut observed: Option<Observation> = None;
     let mut next = Next::Write(Condition::Vacant);
     let mut backoff = inner.config.initial_backoff;
     let mut waited = false;
     loop {
-        let Some((waiter_id, spec)) = head(&inner, &name) else {
+        let Some((waiter_id, spec)) = head(&inner, &name, &uncertain) else {
             return;
         };
         let current = match std::mem::replace(&mut next, Next::Read) {
@@ -55,6 +60,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                 let version = Version::random();
                 let sent = inner.clock.now();
                 own.push((version.clone(), sent));
+                let attempt = (version.clone(), sent);
                 if own.len() > MAX_OWN_VERSIONS {
                     own.remove(0);
                 }
@@ -87,7 +93,12 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                     }
                     Err(WriteError::ConditionFailed { current: Some(c) }) => Ok(Some(c)),
                     Err(WriteError::ConditionFailed { current: None }) => read(&inner, &name).await,
-                    Err(WriteError::Backend(e)) => Err(e),
+                    Err(WriteError::Backend(e)) => {
+                        if e.kind() == crate::BackendErrorKind::OutcomeUnknown {
+                            uncertain.push(attempt);
+                        }
+                        Err(e)
+                    }
                 }
             }
             Next::Read => read(&inner, &name).await,
@@ -118,7 +129,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                 continue;
             }
             Err(e) => {
-                fail_all(&inner, &name, e);
+                fail_all(&inner, &name, e, &uncertain);
                 return;
             }
         };
@@ -130,9 +141,15 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                 if let Some(&(_, sent)) = own.iter().find(|(v, _)| *v == r.version) {
                     // One of our writes whose response was lost did apply.
                     Metrics::inc(&inner.metrics.ambiguous_resolved);
-                    tracing::debug!(lock = %name, "an earlier attempt applied; lock is ours");
-                    grant(&inner, &name, waiter_id, &spec, r, sent);
-                    return;
+                    if now < sent + inner.config.signal_after(r.lease_duration) {
+                        tracing::debug!(lock = %name, "an earlier attempt applied; lock is ours");
+                        grant(&inner, &name, waiter_id, &spec, r, sent);
+                        return;
+                    }
+                    // Ours, but too old to hand out: take it over afresh
+                    // (the condition proves nobody else wrote since).
+                    next = Next::Write(Condition::VersionIs(r.version));
+                    continue;
                 }
                 if !waited {
                     waited = true;
@@ -144,7 +161,8 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
                     observed = Some(Observation {
                         version: r.version.clone(),
                         since: now,
-                        lease: r.lease_duration,
+                        // A record may say anything; no lease is longer than this.
+                        lease: r.lease_duration.min(crate::MAX_LEASE),
                     });
                 }
                 let Some(o) = observed.as_ref() else { continue };
@@ -164,7 +182,11 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<Version
 
 /// The first live waiter, or `None` after marking the acquirer stopped (no
 /// waiters left, or the client is shut down).
-fn head(inner: &Arc<ClientInner>, name: &str) -> Option<(u64, AcquireSpec)> {
+fn head(
+    inner: &Arc<ClientInner>,
+    name: &str,
+    uncertain: &[(Version, Instant)],
+) -> Option<(u64, AcquireSpec)> {
     let mut slots = inner.slots();
     let state = slots.get_mut(name)?;
     if inner.is_closed() {
@@ -176,6 +198,9 @@ fn head(inner: &Arc<ClientInner>, name: &str) -> Option<(u64, AcquireSpec)> {
     match state.waiters.front() {
         Some(w) => Some((w.id, w.spec.clone())),
         None => {
+            // Attempts of unknown outcome may have acquired: the next
+            // acquirer of this process recognises them as its own.
+            state.remember_ambiguous(uncertain);
             state.acquirer_running = false;
             inner.ensure_acquirer(&mut slots, name);
             None
@@ -218,6 +243,15 @@ fn grant(
             _ => None,
         }
     };
+    if inner.is_closed() {
+        // Shut down meanwhile: nobody will heartbeat it; release at once.
+        lease.mark_lost(crate::LostReason::ClientShutDown);
+        drop(LockGuard::new(inner.clone(), lease)); // releases in the background
+        if let Some(w) = waiter {
+            drop(w.tx.send(Err(LockError::ShutDown)));
+        }
+        return;
+    }
     inner.register(lease.clone());
     let guard = LockGuard::new(inner.clone(), lease);
     match waiter {
@@ -259,10 +293,16 @@ fn fail_try_waiters(inner: &Arc<ClientInner>, name: &str, error: Option<&Backend
 }
 
 /// A store error retrying cannot fix: every waiter gets it.
-fn fail_all(inner: &Arc<ClientInner>, name: &str, error: BackendError) {
+fn fail_all(
+    inner: &Arc<ClientInner>,
+    name: &str,
+    error: BackendError,
+    uncertain: &[(Version, Instant)],
+) {
     tracing::warn!(lock = %name, %error, "acquire failed");
     let mut slots = inner.slots();
     if let Some(state) = slots.get_mut(name) {
+        state.remember_ambiguous(uncertain);
         for w in state.waiters.drain(..) {
             let _ =
                 w.tx.send(Err(LockError::from_backend(name, "acquire", error.clone())));
@@ -270,4 +310,28 @@ fn fail_all(inner: &Arc<ClientInner>, name: &str, error: BackendError) {
         state.acquirer_running = false;
     }
     inner.ensure_acquirer(&mut slots, name);
+}
+
+/// If the acquirer panics, frees the queue so a later acquire can start a
+/// new one instead of waiting forever.
+struct ResetOnPanic {
+    inner: Arc<ClientInner>,
+    name: String,
+}
+
+impl Drop for ResetOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut slots = self.inner.slots();
+            if let Some(state) = slots.get_mut(&self.name) {
+                state.acquirer_running = false;
+                for w in state.waiters.drain(..) {
+                    let _ = w.tx.send(Err(LockError::invalid(
+                        "lock record",
+                        "the lock engine failed while acquiring it (a bug: please report it); try again",
+                    )));
+                }
+            }
+        }
+    }
 }

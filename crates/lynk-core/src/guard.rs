@@ -235,6 +235,24 @@ impl LeaseWatch {
     pub fn lost(&self) -> WaitForCancellationFuture<'_> {
         self.lease.lost.cancelled()
     }
+
+    /// `true` while the guard still holds the lock: neither lost nor
+    /// released (or dropped). A task that works under a watch should check
+    /// this, not only [`is_lost`](LeaseWatch::is_lost), which a clean
+    /// release does not set.
+    pub fn is_held(&self) -> bool {
+        !self.lease.is_ended()
+    }
+
+    /// A future that completes when the guard stops holding the lock, by
+    /// loss, release or drop.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn ended(&self) -> WaitForCancellationFuture<'_> {
+        self.lease.ended_signal.cancelled()
+    }
 }
 
 fn is_lost(lease: &LeaseShared) -> bool {

@@ -52,6 +52,8 @@ pub(crate) struct LeaseShared {
     lost_reason: OnceLock<LostReason>,
     /// No more heartbeats: the lease was released or lost.
     ended: AtomicBool,
+    /// Cancelled when the lease ends, by release or loss.
+    pub(crate) ended_signal: CancellationToken,
     /// A release of the record has started; later releases are no-ops.
     release_started: AtomicBool,
 }
@@ -79,6 +81,7 @@ impl LeaseShared {
             lost: CancellationToken::new(),
             lost_reason: OnceLock::new(),
             ended: AtomicBool::new(false),
+            ended_signal: CancellationToken::new(),
             release_started: AtomicBool::new(false),
         }
     }
@@ -100,6 +103,7 @@ impl LeaseShared {
 
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Release);
+        self.ended_signal.cancel();
     }
 
     /// Marks the lease lost and fires the signal. Returns `false` if it was

@@ -2,6 +2,7 @@
 //! release of the record.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tracing::Instrument;
 
@@ -46,7 +47,7 @@ pub(crate) async fn release_record(
 }
 
 enum Outcome {
-    HandedOver(LockRecord, std::time::Instant),
+    HandedOver(LockRecord, Instant),
     Released,
 }
 
@@ -57,7 +58,7 @@ async fn release_inner(
 ) -> Result<(), LockError> {
     let config = &inner.config;
     let clock = &inner.clock;
-    let deadline = lease.valid_from() + config.safe_for(lease.lease);
+    let mut deadline = lease.valid_from() + config.safe_for(lease.lease);
     // Wait for an in-flight heartbeat, but not past the point where the lease
     // is no longer ours anyway.
     let core = tokio::select! {
@@ -79,10 +80,12 @@ async fn release_inner(
     };
     let mut backoff = config.initial_backoff;
     let mut unknown = false;
+    // This release's own attempts; `core.pending` holds only heartbeats'.
+    let mut mine: Vec<(Version, Instant)> = Vec::new();
     loop {
         let version = Version::random();
         let sent = clock.now();
-        core.pending.push((version.clone(), sent));
+        mine.push((version.clone(), sent));
         let result = match (&waiter, config.release_mode) {
             (Some(w), _) => inner
                 .backend
@@ -130,21 +133,34 @@ async fn release_inner(
                     None => match inner.backend.read(&lease.name).await {
                         Ok(c) => c,
                         Err(e) => {
-                            let versions = pending_versions(&core.pending);
-                            finish(inner, &lease, waiter, &versions);
+                            let ambiguous = handovers(&waiter, &mine);
+                            finish(inner, &lease, waiter, &ambiguous);
                             return Err(LockError::from_backend(&lease.name, "release", e));
                         }
                     },
                 };
+                let sent_at = |v: &Version| mine.iter().find(|(m, _)| m == v).map(|(_, at)| *at);
                 match current {
-                    Some(r) if core.pending_sent_at(&r.version).is_some() => {
+                    Some(r) if sent_at(&r.version).is_some() => {
+                        // One of this release's attempts applied.
                         Metrics::inc(&inner.metrics.ambiguous_resolved);
                         if waiter.is_some() && !r.released {
-                            let at = core.pending_sent_at(&r.version).unwrap_or(sent);
+                            let at = sent_at(&r.version).unwrap_or(sent);
                             Outcome::HandedOver(r, at)
                         } else {
                             Outcome::Released
                         }
+                    }
+                    Some(r) if !r.released && core.pending_sent_at(&r.version).is_some() => {
+                        // A heartbeat whose response was lost did apply: the
+                        // lease was renewed. Adopt it and release from there.
+                        let at = core.pending_sent_at(&r.version).unwrap_or(sent);
+                        Metrics::inc(&inner.metrics.ambiguous_resolved);
+                        core.version = r.version;
+                        core.pending.clear();
+                        lease.set_valid_from(at);
+                        deadline = lease.valid_from() + config.safe_for(lease.lease);
+                        continue;
                     }
                     // Gone or released: the lock is free, which is what we wanted.
                     None => Outcome::Released,
@@ -175,8 +191,8 @@ async fn release_inner(
                     backoff = (backoff * 2).min(config.max_backoff);
                     continue;
                 }
-                let versions = pending_versions(&core.pending);
-                finish(inner, &lease, waiter, &versions);
+                let ambiguous = handovers(&waiter, &mine);
+                finish(inner, &lease, waiter, &ambiguous);
                 return Err(LockError::from_backend(&lease.name, "release", e));
             }
         };
@@ -193,6 +209,14 @@ async fn release_inner(
                     lease.token,
                     w.spec.heartbeat,
                 ));
+                if inner.is_closed() {
+                    // Shut down while the handover was in flight: nobody will
+                    // heartbeat the new lease, so release it at once.
+                    next.mark_lost(crate::LostReason::ClientShutDown);
+                    drop(LockGuard::new(inner.clone(), next)); // releases in the background
+                    drop(w.tx.send(Err(LockError::ShutDown)));
+                    return Ok(());
+                }
                 inner.slots().entry(lease.name.clone()).or_default().holder = Some(next.clone());
                 inner.register(next.clone());
                 let guard = LockGuard::new(inner.clone(), next);
@@ -211,8 +235,15 @@ async fn release_inner(
     }
 }
 
-fn pending_versions(pending: &[(Version, std::time::Instant)]) -> Vec<Version> {
-    pending.iter().map(|(v, _)| v.clone()).collect()
+/// The attempts that may have handed the lock to a local waiter: only
+/// handover writes (not release markers) acquire, so only they are passed to
+/// the acquirer as its own.
+fn handovers(waiter: &Option<Waiter>, mine: &[(Version, Instant)]) -> Vec<(Version, Instant)> {
+    if waiter.is_some() {
+        mine.to_vec()
+    } else {
+        Vec::new()
+    }
 }
 
 fn pop_waiter(inner: &Arc<ClientInner>, name: &str) -> Option<Waiter> {
@@ -228,14 +259,14 @@ fn finish(
     inner: &Arc<ClientInner>,
     lease: &Arc<LeaseShared>,
     waiter: Option<Waiter>,
-    ambiguous: &[Version],
+    ambiguous: &[(Version, Instant)],
 ) {
     let mut slots = inner.slots();
     let state = slots.entry(lease.name.clone()).or_default();
     if state.holder.as_ref().is_some_and(|h| h.id == lease.id) {
         state.holder = None;
     }
-    state.ambiguous.extend_from_slice(ambiguous);
+    state.remember_ambiguous(ambiguous);
     if let Some(w) = waiter {
         state.waiters.push_front(w);
     }

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -44,9 +44,10 @@ pub(crate) struct SlotState {
     pub(crate) holder: Option<Arc<LeaseShared>>,
     pub(crate) waiters: VecDeque<Waiter>,
     pub(crate) acquirer_running: bool,
-    /// Versions this process wrote whose outcome is unknown (e.g. a handover
-    /// whose response was lost). The acquirer treats them as its own.
-    pub(crate) ambiguous: Vec<Version>,
+    /// Acquisition writes (handovers, abandoned attempts) of this process
+    /// whose outcome is unknown, with the instant each was sent. The
+    /// acquirer treats them as its own, valid from that instant.
+    pub(crate) ambiguous: Vec<(Version, Instant)>,
     /// The holder seen last by the acquirer, for error messages.
     pub(crate) last_holder: Option<String>,
     /// The store error the acquirer is retrying, if any, for error messages.
@@ -59,8 +60,18 @@ impl SlotState {
         self.waiters.retain(|w| !w.tx.is_closed());
     }
 
+    /// Remembers acquisition writes of unknown outcome (the newest 64).
+    pub(crate) fn remember_ambiguous(&mut self, versions: &[(Version, Instant)]) {
+        self.ambiguous.extend_from_slice(versions);
+        let excess = self.ambiguous.len().saturating_sub(64);
+        self.ambiguous.drain(..excess);
+    }
+
     /// Nothing here: the slot can be removed from the map.
     pub(crate) fn is_idle(&self) -> bool {
-        self.holder.is_none() && self.waiters.is_empty() && !self.acquirer_running
+        self.holder.is_none()
+            && self.waiters.is_empty()
+            && !self.acquirer_running
+            && self.ambiguous.is_empty()
     }
 }
