@@ -79,6 +79,26 @@ pub fn get_lock_factory(table: &str) -> Result<lynk_core::blocking::LockFactory,
 pub fn get_lock_factory_with(
     builder: DynamoBackendBuilder,
 ) -> Result<lynk_core::blocking::LockFactory, Error> {
+    get_lock_factory_configured(builder, lynk_core::ClientConfig::default())
+}
+
+/// Like [`get_lock_factory_with`], with the lock client's settings too (lease,
+/// polling, [`ReleaseMode`](lynk_core::ReleaseMode), ...).
+///
+/// ```no_run
+/// use lynk_core::{ClientConfig, ReleaseMode};
+/// use lynk_dynamo::{get_lock_factory_configured, DynamoBackend};
+///
+/// // Delete records on release, as the original Python lynk does, while
+/// // both clients share a table.
+/// let config = ClientConfig { release_mode: ReleaseMode::Delete, ..ClientConfig::default() };
+/// let factory = get_lock_factory_configured(DynamoBackend::builder("my-locks"), config)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn get_lock_factory_configured(
+    builder: DynamoBackendBuilder,
+    config: lynk_core::ClientConfig,
+) -> Result<lynk_core::blocking::LockFactory, Error> {
     let mut failure = None;
     let factory = lynk_core::blocking::LockFactory::new(|| {
         // `new` runs this with the factory's runtime entered on this thread,
@@ -91,7 +111,9 @@ pub fn get_lock_factory_with(
                 .unwrap_or_else(|p| std::panic::resume_unwind(p))
         });
         match built {
-            Ok(backend) => lynk_core::LockClient::new(backend),
+            Ok(backend) => lynk_core::LockClient::builder(backend)
+                .config(config)
+                .build(),
             Err(e) => {
                 let message = e.to_string();
                 failure = Some(e);
