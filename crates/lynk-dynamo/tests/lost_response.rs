@@ -27,11 +27,7 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: &str, drop_updates: &[usize]) -> Proxy {
-        let upstream: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("moto endpoint is http://IP:PORT");
+        let upstream = common::socket_addr(upstream);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = Proxy {
             addr: listener.local_addr().unwrap(),

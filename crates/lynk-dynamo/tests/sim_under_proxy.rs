@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +28,7 @@ async fn no_violations_through_a_faulty_network_to_moto() {
         .unwrap_or(20);
     let table = common::unique_table("proxy-sim");
     let admin = common::create_table(&endpoint, &table).await;
-    let upstream: SocketAddr = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("moto endpoint is http://IP:PORT");
+    let upstream = common::socket_addr(&endpoint);
     let proxy = FaultProxy::start(
         upstream,
         ProxyFaults {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::Server;
@@ -25,14 +24,6 @@ fn faults(throttle: f64, server_error: f64) -> ProxyFaults {
     }
 }
 
-fn upstream(endpoint: &str) -> SocketAddr {
-    endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("moto endpoint is http://IP:PORT")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_and_server_errors_are_retried_within_the_lease() {
     let Some(endpoint) =
@@ -43,7 +34,7 @@ async fn throttling_and_server_errors_are_retried_within_the_lease() {
     let table = common::unique_table("throttle");
     let admin = common::create_table(&endpoint, &table).await;
     // Half of all writes fail: a third throttled, a sixth server errors.
-    let proxy = FaultProxy::start(upstream(&endpoint), faults(0.35, 0.15))
+    let proxy = FaultProxy::start(common::socket_addr(&endpoint), faults(0.35, 0.15))
         .await
         .unwrap();
     let backend = common::backend(Server::Moto, &proxy.endpoint(), &table).await;
@@ -83,7 +74,7 @@ async fn lost_signal_fires_in_time_when_every_write_is_throttled() {
     };
     let table = common::unique_table("throttle-all");
     let admin = common::create_table(&endpoint, &table).await;
-    let proxy = FaultProxy::start(upstream(&endpoint), faults(0.0, 0.0))
+    let proxy = FaultProxy::start(common::socket_addr(&endpoint), faults(0.0, 0.0))
         .await
         .unwrap();
     let backend = common::backend(Server::Moto, &proxy.endpoint(), &table).await;

@@ -60,6 +60,15 @@ pub fn unique_table(prefix: &str) -> String {
     format!("lynk-test-{prefix}-{}", &id[..12])
 }
 
+/// The socket address of a local server's `http://IP:PORT` endpoint.
+pub fn socket_addr(endpoint: &str) -> std::net::SocketAddr {
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a local endpoint is http://IP:PORT")
+}
+
 /// Connection options for `endpoint`, with the region the test env sets (or us-east-1).
 pub fn options(endpoint: &str) -> AwsOptions {
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
