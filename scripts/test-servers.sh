@@ -3,6 +3,11 @@
 # scripts/install-test-servers.sh.  Both listen on 127.0.0.1 only, on free
 # ports (override with LYNK_TEST_MOTO_PORT / LYNK_TEST_DYNALITE_PORT).
 #
+# moto runs through scripts/moto_linearizable.py, which applies requests one
+# at a time: stock `moto_server` applies concurrent requests on threads
+# without a lock, so two conditional writes on one version can both succeed
+# (see docs/testing.md).
+#
 #   scripts/test-servers.sh start    # start both (no-op for one already up), wait until they answer
 #   scripts/test-servers.sh stop     # kill exactly the processes recorded by start
 #   scripts/test-servers.sh status   # show pids/ports and whether they answer
@@ -15,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 RUN="$TOOLS/run"
 PY="$TOOLS/venv/bin/python"
-MOTO_BIN="$TOOLS/venv/bin/moto_server"
+MOTO_LAUNCHER="$ROOT/scripts/moto_linearizable.py"
 DYNALITE_CLI="$TOOLS/node/node_modules/dynalite/cli.js"
 HOST=127.0.0.1
 WAIT_SECS="${LYNK_TEST_SERVER_WAIT_SECS:-60}"
@@ -23,7 +28,7 @@ WAIT_SECS="${LYNK_TEST_SERVER_WAIT_SECS:-60}"
 log() { printf '[test-servers] %s\n' "$*" >&2; }
 
 need_install() {
-  if [[ ! -x "$MOTO_BIN" || ! -f "$DYNALITE_CLI" ]]; then
+  if [[ ! -x "$PY" || ! -f "$DYNALITE_CLI" ]] || ! "$PY" -c 'import moto.moto_server.werkzeug_app' 2>/dev/null; then
     log "servers not installed: run scripts/install-test-servers.sh first"
     exit 1
   fi
@@ -36,7 +41,7 @@ free_port() {
 # Marker that must appear in /proc/PID/cmdline for us to treat PID as ours.
 marker_for() {
   case "$1" in
-  moto) echo "$MOTO_BIN" ;;
+  moto) echo "$MOTO_LAUNCHER" ;;
   dynalite) echo "$DYNALITE_CLI" ;;
   esac
 }
@@ -81,7 +86,7 @@ start_one() {
     port="${port_override:-$(free_port)}"
     case "$name" in
     moto)
-      setsid "$MOTO_BIN" -H "$HOST" -p "$port" >"$RUN/moto.log" 2>&1 </dev/null &
+      setsid "$PY" "$MOTO_LAUNCHER" -H "$HOST" -p "$port" >"$RUN/moto.log" 2>&1 </dev/null &
       ;;
     dynalite)
       setsid node "$DYNALITE_CLI" --host "$HOST" --port "$port" \

@@ -12,7 +12,8 @@ fn the_original_quickstart_transcript_exactly() {
     let Some(_shared) = moto("the_original_quickstart_transcript_exactly") else {
         return;
     };
-    let moto = PrivateMoto::start().expect("moto_server from scripts/install-test-servers.sh");
+    let moto = PrivateMoto::start()
+        .expect("moto (scripts/install-test-servers.sh) started by scripts/moto_linearizable.py");
     let e = moto.endpoint.as_str();
     let transcript = [
         (

@@ -106,7 +106,9 @@ pub fn closed_port() -> u16 {
 }
 
 /// A moto server of this test's own, so `list-tables` sees only this test's
-/// tables. Killed (by its pid) when dropped.
+/// tables, started like the shared one (through `scripts/moto_linearizable.py`,
+/// requests applied one at a time) on a free port. Killed (by its pid) when
+/// dropped.
 pub struct PrivateMoto {
     child: Child,
     /// Its endpoint URL.
@@ -117,34 +119,35 @@ impl PrivateMoto {
     /// Starts one, or `None` if moto is not installed in `.tools/`.
     pub fn start() -> Option<PrivateMoto> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let bin = root.join(".tools/venv/bin/moto_server");
-        if !bin.exists() {
+        let python = root.join(".tools/venv/bin/python");
+        if !python.exists() {
             return None;
         }
-        let port = closed_port();
-        let mut child = StdCommand::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = StdCommand::new(python)
+            .arg(root.join("scripts/moto_linearizable.py"))
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .ok()?;
         let mut lines = BufReader::new(child.stderr.take()?).lines();
-        let mut up = false;
+        let mut endpoint = None;
         for line in lines.by_ref() {
             let Ok(line) = line else { break };
-            if line.contains("Running on") {
-                up = true;
+            if let Some(url) = line.strip_prefix("moto_linearizable: Running on ") {
+                endpoint = Some(url.trim().to_owned());
                 break;
             }
         }
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let moto = PrivateMoto {
+        let mut moto = PrivateMoto {
             child,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: String::new(),
         };
-        up.then_some(moto)
+        moto.endpoint = endpoint?;
+        Some(moto)
     }
 }
 
