@@ -1,5 +1,11 @@
 //! A fault-injecting HTTP/1.1 proxy on loopback, for testing a real client
 //! (such as the AWS SDK) against a real server under network faults.
+//!
+//! Per request, drawn from a seed ([`ProxyFaults`]): connection resets before
+//! forwarding, responses dropped after the server acted, delayed responses,
+//! injected throttling and server errors. At any time, for every connection:
+//! a **half-open** network ([`FaultProxy::set_half_open`]), where connections
+//! stay open but no bytes move, until it heals.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Which faults the proxy injects, per request, drawn from a seed.
 ///
@@ -61,6 +68,8 @@ pub struct FaultProxy {
     addr: SocketAddr,
     stats: Arc<Stats>,
     faults: Arc<Mutex<ProxyFaults>>,
+    /// `true` while the network is half-open.
+    half_open: Arc<watch::Sender<bool>>,
 }
 
 impl FaultProxy {
@@ -72,9 +81,13 @@ impl FaultProxy {
             addr: listener.local_addr()?,
             stats: Arc::default(),
             faults: Arc::new(Mutex::new(faults)),
+            half_open: Arc::new(watch::channel(false).0),
         };
         let faults = proxy.faults.clone();
         let stats = proxy.stats.clone();
+        // Held by the accept loop, so the network can be healed for as long as
+        // the proxy runs, even after every handle is dropped.
+        let half_open = proxy.half_open.clone();
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 tokio::spawn(serve(
@@ -83,6 +96,7 @@ impl FaultProxy {
                     faults.clone(),
                     rng.clone(),
                     stats.clone(),
+                    Gate(half_open.subscribe()),
                 ));
             }
         });
@@ -98,6 +112,28 @@ impl FaultProxy {
     /// continues).
     pub fn set_faults(&self, faults: ProxyFaults) {
         *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
+    /// Makes the network half-open (`true`) or heals it (`false`).
+    ///
+    /// While half-open, connections (existing ones, and new ones, which are
+    /// still accepted) stay open but no bytes move in either direction: what
+    /// a client sends is not forwarded, what the server answers is not
+    /// returned, and a close on either side is not passed on, as with a
+    /// dropped route, a stuck NAT or a dead load balancer. A client notices
+    /// only through its own timeouts.
+    ///
+    /// When healed, everything held moves on, as TCP's retransmissions
+    /// would deliver it: a request sent during the outage reaches the server
+    /// late (and applies, even if its client has given up on it since), and
+    /// its response goes back to the client if that connection is still open.
+    pub fn set_half_open(&self, half_open: bool) {
+        self.half_open.send_replace(half_open);
+    }
+
+    /// Whether the network is half-open now.
+    pub fn is_half_open(&self) -> bool {
+        *self.half_open.borrow()
     }
 
     /// Requests received.
@@ -159,18 +195,30 @@ fn draw(faults: &Mutex<ProxyFaults>, rng: &Mutex<StdRng>, request: &[u8]) -> Act
     }
 }
 
+/// Holds every byte (and close) while the network is half-open.
+struct Gate(watch::Receiver<bool>);
+
+impl Gate {
+    /// Waits until the network is not half-open; `false` if the proxy is
+    /// gone (its runtime is shutting down).
+    async fn pass(&mut self) -> bool {
+        self.0.wait_for(|half_open| !*half_open).await.is_ok()
+    }
+}
+
 async fn serve(
     mut client: TcpStream,
     upstream: SocketAddr,
     faults: Arc<Mutex<ProxyFaults>>,
     rng: Arc<Mutex<StdRng>>,
     stats: Arc<Stats>,
+    mut gate: Gate,
 ) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
     let (mut cbuf, mut sbuf) = (Vec::new(), Vec::new());
-    while let Some(request) = read_message(&mut client, &mut cbuf).await {
+    while let Some(request) = read_message(&mut client, &mut cbuf, &mut gate).await {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let action = draw(&faults, &rng, &request);
         match action {
@@ -184,17 +232,17 @@ async fn serve(
                     "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{body}",
                     body.len()
                 );
-                if client.write_all(response.as_bytes()).await.is_err() {
+                if !gate.pass().await || client.write_all(response.as_bytes()).await.is_err() {
                     return;
                 }
                 continue;
             }
             _ => {}
         }
-        if server.write_all(&request).await.is_err() {
+        if !gate.pass().await || server.write_all(&request).await.is_err() {
             return;
         }
-        let Some(response) = read_message(&mut server, &mut sbuf).await else {
+        let Some(response) = read_message(&mut server, &mut sbuf, &mut gate).await else {
             return;
         };
         match action {
@@ -208,15 +256,21 @@ async fn serve(
             }
             Action::Pass | Action::Reset | Action::Answer(..) => {}
         }
-        if client.write_all(&response).await.is_err() {
+        if !gate.pass().await || client.write_all(&response).await.is_err() {
             return;
         }
     }
 }
 
 /// Reads one HTTP/1.1 message (head plus a `Content-Length` body); `None` at
-/// end of stream. `buf` keeps bytes read past the message.
-async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// end of stream. `buf` keeps bytes read past the message. Whatever a read
+/// returns (bytes, end of stream, an error) is held while the network is
+/// half-open.
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    gate: &mut Gate,
+) -> Option<Vec<u8>> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
@@ -227,21 +281,170 @@ async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u
                 .unwrap_or(0);
             let total = end + 4 + len;
             while buf.len() < total {
-                read_more(stream, buf).await?;
+                read_more(stream, buf, gate).await?;
             }
             return Some(buf.drain(..total).collect());
         }
-        read_more(stream, buf).await?;
+        read_more(stream, buf, gate).await?;
     }
 }
 
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, gate: &mut Gate) -> Option<()> {
     let mut chunk = [0u8; 16 * 1024];
-    match stream.read(&mut chunk).await {
+    let read = stream.read(&mut chunk).await;
+    if !gate.pass().await {
+        return None;
+    }
+    match read {
         Ok(0) | Err(_) => None,
         Ok(n) => {
             buf.extend_from_slice(&chunk[..n]);
             Some(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny HTTP/1.1 server on loopback that answers every request with
+    /// its body, and counts the requests it received.
+    async fn upstream() -> (SocketAddr, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut gate = never_half_open();
+                    while let Some(request) = read_message(&mut conn, &mut buf, &mut gate).await {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let body = body_of(&request);
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn never_half_open() -> Gate {
+        let (tx, rx) = watch::channel(false);
+        std::mem::forget(tx); // never closed, never half-open
+        Gate(rx)
+    }
+
+    fn body_of(message: &[u8]) -> String {
+        let text = String::from_utf8_lossy(message);
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+
+    async fn send(conn: &mut TcpStream, body: &str) {
+        let request = format!(
+            "POST / HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+    }
+
+    /// The next response's body, or `None` if none arrives within `wait`.
+    async fn response(conn: &mut TcpStream, buf: &mut Vec<u8>, wait: Duration) -> Option<String> {
+        let mut gate = never_half_open();
+        tokio::select! {
+            m = read_message(conn, buf, &mut gate) => m.map(|m| body_of(&m)),
+            _ = SystemClock.sleep(wait) => None,
+        }
+    }
+
+    fn no_faults() -> ProxyFaults {
+        ProxyFaults {
+            seed: 1,
+            reset_before: 0.0,
+            drop_response: 0.0,
+            delay_response: 0.0,
+            max_delay: Duration::ZERO,
+            throttle: 0.0,
+            server_error: 0.0,
+            only: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn half_open_holds_every_byte_until_healed() {
+        let (addr, seen) = upstream().await;
+        let proxy = FaultProxy::start(addr, no_faults()).await.unwrap();
+        let long = Duration::from_secs(5);
+        let quiet = Duration::from_millis(400);
+
+        // Before: requests go through.
+        let mut a = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut abuf = Vec::new();
+        send(&mut a, "one").await;
+        assert_eq!(
+            response(&mut a, &mut abuf, long).await.as_deref(),
+            Some("one")
+        );
+        assert!(!proxy.is_half_open());
+
+        proxy.set_half_open(true);
+        assert!(proxy.is_half_open());
+        // An existing connection: stays open, its request goes nowhere.
+        send(&mut a, "two").await;
+        // A new connection is accepted, but nothing moves on it either.
+        let mut b = TcpStream::connect(proxy.addr).await.unwrap();
+        let mut bbuf = Vec::new();
+        send(&mut b, "three").await;
+        // A client that sends and gives up: its close is held too.
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        send(&mut c, "four").await;
+        drop(c);
+        assert_eq!(response(&mut a, &mut abuf, quiet).await, None);
+        assert_eq!(response(&mut b, &mut bbuf, quiet).await, None);
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            1,
+            "no request reached the server"
+        );
+        assert_eq!(proxy.requests(), 1);
+
+        // Healed: what was held moves on, on the same connections.
+        proxy.set_half_open(false);
+        assert_eq!(
+            response(&mut a, &mut abuf, long).await.as_deref(),
+            Some("two")
+        );
+        assert_eq!(
+            response(&mut b, &mut bbuf, long).await.as_deref(),
+            Some("three")
+        );
+        // The abandoned request is delivered late, as TCP would.
+        let start = SystemClock.now();
+        while seen.load(Ordering::SeqCst) < 4 && SystemClock.now() - start < long {
+            SystemClock.sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 4);
+
+        // And it can go half-open again, and heal again.
+        proxy.set_half_open(true);
+        send(&mut a, "five").await;
+        assert_eq!(response(&mut a, &mut abuf, quiet).await, None);
+        proxy.set_half_open(false);
+        assert_eq!(
+            response(&mut a, &mut abuf, long).await.as_deref(),
+            Some("five")
+        );
+        assert_eq!(seen.load(Ordering::SeqCst), 5);
     }
 }
