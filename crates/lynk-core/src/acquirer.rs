@@ -9,15 +9,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::client::ClientInner;
-use crate::lease::LeaseShared;
 use crate::metrics::Metrics;
 use crate::slot::AcquireSpec;
 use crate::{
-    BackendError, Condition, FencingToken, LockError, LockGuard, LockRecord, TokenUpdate, Version,
-    WriteError, WriteRequest,
+    BackendError, Condition, FencingToken, LockError, LockRecord, TokenUpdate, Version, WriteError,
+    WriteRequest,
 };
 
 /// The most versions of unknown outcome remembered; older ones only delay a
@@ -41,6 +41,10 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
         inner: inner.clone(),
         name: name.clone(),
     };
+    let wake = match inner.slots().get(&name) {
+        Some(state) => state.wake.clone(),
+        None => return,
+    };
     // Versions this task (or an earlier attempt, from `seed`) wrote, with
     // their send instants.
     let mut own: Vec<(Version, Instant)> = seed;
@@ -54,6 +58,9 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
         let Some((waiter_id, spec)) = head(&inner, &name, &uncertain) else {
             return;
         };
+        // One attempt (a write or a read, and the read that may resolve a
+        // failed condition) ends by here, answered or not.
+        let attempt_by = inner.clock.now() + inner.config.call_timeout_for(spec.lease);
         let current = match std::mem::replace(&mut next, Next::Read) {
             Next::Write(condition) => {
                 let takeover = matches!(condition, Condition::VersionIs(_));
@@ -72,7 +79,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                     lease_duration: spec.lease,
                     host: inner.config.host_identifier.clone(),
                     token: TokenUpdate::Next {
-                        initial: inner.clock.wall_micros(),
+                        initial: inner.initial_token(&name),
                     },
                     payload: spec.payload.clone(),
                     released: false,
@@ -82,7 +89,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                 } else {
                     tracing::Span::none()
                 };
-                match inner.backend.write(request).instrument(span).await {
+                match inner.write_by(request, attempt_by).instrument(span).await {
                     Ok(record) => {
                         if takeover {
                             Metrics::inc(&inner.metrics.takeovers);
@@ -92,7 +99,9 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                         return;
                     }
                     Err(WriteError::ConditionFailed { current: Some(c) }) => Ok(Some(c)),
-                    Err(WriteError::ConditionFailed { current: None }) => read(&inner, &name).await,
+                    Err(WriteError::ConditionFailed { current: None }) => {
+                        read(&inner, &name, attempt_by).await
+                    }
                     Err(WriteError::Backend(e)) => {
                         if e.kind() == crate::BackendErrorKind::OutcomeUnknown {
                             uncertain.push(attempt);
@@ -101,7 +110,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                     }
                 }
             }
-            Next::Read => read(&inner, &name).await,
+            Next::Read => read(&inner, &name, attempt_by).await,
         };
         let current = match current {
             Ok(c) => {
@@ -113,14 +122,13 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                 tracing::debug!(lock = %name, error = %e, "store error while acquiring; backing off");
                 set_last_error(&inner, &name, Some(&e));
                 fail_try_waiters(&inner, &name, Some(&e));
-                inner.clock.sleep(inner.jitter(backoff)).await;
+                let until = inner.clock.now() + inner.jitter(backoff);
+                sleep_or_wake(&inner, &wake, until).await;
                 backoff = (backoff * 2).min(inner.config.max_backoff);
                 // Retry the write we were making (a new version each time),
                 // or read again.
                 next = match observed {
-                    Some(ref o)
-                        if inner.clock.now() >= o.since + inner.config.takeover_after(o.lease) =>
-                    {
+                    Some(ref o) if o.takeover_due(&inner) => {
                         Next::Write(Condition::VersionIs(o.version.clone()))
                     }
                     Some(_) => Next::Read,
@@ -141,13 +149,16 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                 if let Some(&(_, sent)) = own.iter().find(|(v, _)| *v == r.version) {
                     // One of our writes whose response was lost did apply.
                     Metrics::inc(&inner.metrics.ambiguous_resolved);
-                    if now < sent + inner.config.signal_after(r.lease_duration) {
+                    let fresh = now < sent + inner.config.signal_after(r.lease_duration);
+                    if fresh && made_for(&r, &spec) {
                         tracing::debug!(lock = %name, "an earlier attempt applied; lock is ours");
                         grant(&inner, &name, waiter_id, &spec, r, sent);
                         return;
                     }
-                    // Ours, but too old to hand out: take it over afresh
-                    // (the condition proves nobody else wrote since).
+                    // Ours, but too old to hand out, or written for a waiter
+                    // that left (its lease and payload): take it over afresh
+                    // for this waiter (the condition proves nobody else wrote
+                    // since).
                     next = Next::Write(Condition::VersionIs(r.version));
                     continue;
                 }
@@ -161,22 +172,55 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                     observed = Some(Observation {
                         version: r.version.clone(),
                         since: now,
-                        // A record may say anything; no lease is longer than this.
-                        lease: r.lease_duration.min(crate::MAX_LEASE),
+                        lease: r.lease_duration,
                     });
                 }
                 let Some(o) = observed.as_ref() else { continue };
-                let takeover_at = o.since + inner.config.takeover_after(o.lease);
                 let poll_at = now + inner.jitter(inner.config.poll_interval_for(o.lease));
-                if takeover_at <= poll_at {
-                    inner.clock.sleep_until(takeover_at).await;
-                    next = Next::Write(Condition::VersionIs(o.version.clone()));
-                } else {
-                    inner.clock.sleep_until(poll_at).await;
-                    next = Next::Read;
+                match o.takeover_at(&inner) {
+                    Some(takeover_at) if takeover_at <= poll_at => {
+                        sleep_or_wake(&inner, &wake, takeover_at).await;
+                    }
+                    _ => sleep_or_wake(&inner, &wake, poll_at).await,
                 }
+                // Woken early (a try_acquire, a shutdown) or not: take over
+                // only once it is due.
+                next = if o.takeover_due(&inner) {
+                    Next::Write(Condition::VersionIs(o.version.clone()))
+                } else {
+                    Next::Read
+                };
             }
         }
+    }
+}
+
+impl Observation {
+    /// When a waiter may take over the observed version; `None` for a lease
+    /// too long to represent (never).
+    fn takeover_at(&self, inner: &ClientInner) -> Option<Instant> {
+        self.since
+            .checked_add(inner.config.takeover_after(self.lease)?)
+    }
+
+    fn takeover_due(&self, inner: &ClientInner) -> bool {
+        self.takeover_at(inner)
+            .is_some_and(|at| inner.clock.now() >= at)
+    }
+}
+
+/// Whether our own record `r` carries what `spec` asks for, so it can be
+/// handed to that waiter as it is.
+fn made_for(r: &LockRecord, spec: &AcquireSpec) -> bool {
+    r.lease_duration == spec.lease && r.payload == spec.payload
+}
+
+/// Sleeps until `until`, or until woken (a `try_acquire` waiter arrived, or
+/// the client is shutting down).
+async fn sleep_or_wake(inner: &ClientInner, wake: &Notify, until: Instant) {
+    tokio::select! {
+        _ = inner.clock.sleep_until(until) => {}
+        _ = wake.notified() => {}
     }
 }
 
@@ -190,9 +234,7 @@ fn head(
     let mut slots = inner.slots();
     let state = slots.get_mut(name)?;
     if inner.is_closed() {
-        for w in state.waiters.drain(..) {
-            let _ = w.tx.send(Err(LockError::ShutDown));
-        }
+        state.fail_all_waiters(|| LockError::ShutDown);
     }
     state.prune();
     match state.waiters.front() {
@@ -208,9 +250,13 @@ fn head(
     }
 }
 
-async fn read(inner: &Arc<ClientInner>, name: &str) -> Result<Option<LockRecord>, BackendError> {
+async fn read(
+    inner: &Arc<ClientInner>,
+    name: &str,
+    by: Instant,
+) -> Result<Option<LockRecord>, BackendError> {
     Metrics::inc(&inner.metrics.polls);
-    inner.backend.read(name).await
+    inner.read_by(name, by).await
 }
 
 /// The lock is ours: make the lease, start heartbeats, and give a guard to
@@ -225,13 +271,7 @@ fn grant(
     sent: Instant,
 ) {
     Metrics::inc(&inner.metrics.acquired);
-    let lease = Arc::new(LeaseShared::new(
-        inner.next_id(),
-        &record,
-        sent,
-        FencingToken::new(0),
-        spec.heartbeat,
-    ));
+    let lease = inner.new_lease(&record, sent, FencingToken::new(0), spec.heartbeat);
     let waiter = {
         let mut slots = inner.slots();
         let state = slots.entry(name.to_owned()).or_default();
@@ -243,21 +283,7 @@ fn grant(
             _ => None,
         }
     };
-    if inner.is_closed() {
-        // Shut down meanwhile: nobody will heartbeat it; release at once.
-        lease.mark_lost(crate::LostReason::ClientShutDown);
-        drop(LockGuard::new(inner.clone(), lease)); // releases in the background
-        if let Some(w) = waiter {
-            drop(w.tx.send(Err(LockError::ShutDown)));
-        }
-        return;
-    }
-    inner.register(lease.clone());
-    let guard = LockGuard::new(inner.clone(), lease);
-    match waiter {
-        Some(w) => drop(w.tx.send(Ok(Some(guard)))),
-        None => drop(guard),
-    }
+    inner.deliver(lease, waiter);
 }
 
 fn set_last_holder(inner: &Arc<ClientInner>, name: &str, host: &str) {
@@ -303,10 +329,7 @@ fn fail_all(
     let mut slots = inner.slots();
     if let Some(state) = slots.get_mut(name) {
         state.remember_ambiguous(uncertain);
-        for w in state.waiters.drain(..) {
-            let _ =
-                w.tx.send(Err(LockError::from_backend(name, "acquire", error.clone())));
-        }
+        state.fail_all_waiters(|| LockError::from_backend(name, "acquire", error.clone()));
         state.acquirer_running = false;
     }
     inner.ensure_acquirer(&mut slots, name);
@@ -325,12 +348,12 @@ impl Drop for ResetOnPanic {
             let mut slots = self.inner.slots();
             if let Some(state) = slots.get_mut(&self.name) {
                 state.acquirer_running = false;
-                for w in state.waiters.drain(..) {
-                    let _ = w.tx.send(Err(LockError::invalid(
+                state.fail_all_waiters(|| {
+                    LockError::invalid(
                         "lock record",
                         "the lock engine failed while acquiring it (a bug: please report it); try again",
-                    )));
-                }
+                    )
+                });
             }
         }
     }

@@ -56,8 +56,30 @@ impl Runtime {
             .unwrap_or_else(|| unreachable!("runtime taken only on drop"))
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.get().block_on(f)
+    /// Runs `f` on this runtime, blocking the calling thread. Called from
+    /// inside another tokio runtime (where blocking in place would panic),
+    /// it blocks on a helper thread instead: the caller's worker thread is
+    /// still blocked, as a blocking call must, but nothing panics.
+    fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let rt = self.get();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return rt.block_on(f);
+        }
+        std::thread::scope(|scope| {
+            match std::thread::Builder::new()
+                .name("lynk-blocking".into())
+                .spawn_scoped(scope, || rt.block_on(f))
+            {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(e) => panic!("lynk could not start a thread to block on: {e}"),
+            }
+        })
     }
 }
 
@@ -108,7 +130,15 @@ impl LockFactory {
 
     /// Runs `future` to completion on the factory's runtime, blocking this
     /// thread. Useful to build an async client that needs I/O to start.
-    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+    ///
+    /// Like every method of this module it may be called from inside a tokio
+    /// runtime too (it then blocks that runtime's thread, as any blocking
+    /// call does); async code should use the async [`LockClient`] instead.
+    pub fn block_on<F>(&self, future: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
         self.runtime.block_on(future)
     }
 

@@ -5,21 +5,23 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::keeper::{self, KeeperCommand};
-use crate::lease::LeaseShared;
+use crate::lease::{LeaseShared, ReleaseStart};
 use crate::metrics::Metrics;
 use crate::release;
-use crate::slot::SlotState;
+use crate::slot::{SlotState, Waiter};
+use crate::token_floor::TokenFloor;
 use crate::{
-    ClientConfig, Clock, Lock, LockBackend, LockError, LockRecord, LostReason, MetricsSnapshot,
-    ReleaseMode, SystemClock,
+    ClientConfig, Clock, FencingToken, Lock, LockBackend, LockError, LockGuard, LockRecord,
+    LostReason, MetricsSnapshot, ReleaseMode, SystemClock,
 };
 
 /// A lock client bound to one store (one table): it creates [`Lock`]
@@ -86,6 +88,12 @@ pub(crate) struct ClientInner {
     closed: AtomicBool,
     next_id: AtomicU64,
     rng: Mutex<StdRng>,
+    /// Every lease this client made whose release has not finished, so a
+    /// shutdown can release (or wait for) each one and report it.
+    leases: Mutex<HashMap<u64, Arc<LeaseShared>>>,
+    /// The acquirer and release tasks, so a shutdown can wait for them.
+    tasks: TaskTracker,
+    pub(crate) token_floor: TokenFloor,
 }
 
 /// Builds a [`LockClient`].
@@ -187,6 +195,9 @@ impl LockClientBuilder {
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             rng: Mutex::new(rng),
+            leases: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            token_floor: TokenFloor::default(),
         });
         runtime.spawn(
             keeper::run(Arc::downgrade(&inner), rx).instrument(tracing::debug_span!("lynk.keeper")),
@@ -202,8 +213,8 @@ impl LockClientBuilder {
 pub struct ShutdownReport {
     /// Names of locks released cleanly.
     pub released: Vec<String>,
-    /// Names of locks whose release failed, with the error. Their leases
-    /// expire on their own.
+    /// Names of locks whose release failed or was not confirmed before the
+    /// shutdown's deadline, with the error. Their leases expire on their own.
     pub failed: Vec<(String, LockError)>,
 }
 
@@ -252,9 +263,12 @@ impl LockClient {
     /// Cancel safe: it only reads.
     pub async fn describe(&self, name: &str) -> Result<Option<LockRecord>, LockError> {
         crate::config::validate_name(name)?;
+        let limit = self
+            .inner
+            .config
+            .call_timeout_for(self.inner.config.default_lease);
         self.inner
-            .backend
-            .read(name)
+            .read_by(name, self.inner.clock.now() + limit)
             .await
             .map_err(|e| LockError::from_backend(name, "read", e))
     }
@@ -292,43 +306,78 @@ impl LockClient {
     /// signal fire with [`LostReason::ClientShutDown`] before the release is
     /// written, so work still running under them is told to stop.
     ///
+    /// Releases already under way (a guard just dropped, a lock granted while
+    /// the shutdown runs) are waited for and reported too. Only releases the
+    /// store confirmed are reported as released; a release still unanswered
+    /// when the shutdown's bound ([`ClientConfig::release_timeout`] plus one
+    /// call timeout) passes is reported as failed, and its lease expires on
+    /// its own.
+    ///
     /// Later acquires on any clone of this client fail with `ShutDown`.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel safe: if the future is dropped, some releases may not have
-    /// been sent (their leases then expire on their own).
+    /// Cancel safe: the releases run in tasks of their own and complete even
+    /// if this future is dropped; only the report is lost.
     pub async fn shutdown(&self) -> ShutdownReport {
-        self.inner.closed.store(true, Ordering::Release);
-        let holders: Vec<Arc<LeaseShared>> = {
-            let mut slots = self.inner.slots();
-            let mut holders = Vec::new();
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        {
+            let mut slots = inner.slots();
             for state in slots.values_mut() {
-                for w in state.waiters.drain(..) {
-                    let _ = w.tx.send(Err(LockError::ShutDown));
-                }
-                if let Some(h) = &state.holder {
-                    holders.push(h.clone());
-                }
-            }
-            holders
-        };
-        let releases = holders.into_iter().map(|lease| {
-            let inner = self.inner.clone();
-            async move {
-                lease.mark_lost(LostReason::ClientShutDown);
-                let name = lease.name.clone();
-                (name, release::release_record(&inner, lease, false).await)
-            }
-        });
-        let mut report = ShutdownReport::default();
-        for (name, result) in futures::future::join_all(releases).await {
-            match result {
-                Ok(()) => report.released.push(name),
-                Err(e) => report.failed.push((name, e)),
+                state.fail_all_waiters(|| LockError::ShutDown);
             }
         }
-        let _ = self.inner.keeper.send(KeeperCommand::Shutdown);
+        let config = &inner.config;
+        let deadline = inner.clock.now()
+            + config.release_timeout
+            + config.call_timeout_for(config.default_lease.max(crate::MIN_LEASE));
+        let mut seen: HashMap<u64, Arc<LeaseShared>> = HashMap::new();
+        inner.tasks.close();
+        loop {
+            for lease in inner.live_leases() {
+                if let ReleaseStart::Started { .. } =
+                    lease.begin_release(Some(LostReason::ClientShutDown))
+                {
+                    let (inner2, lease2) = (inner.clone(), lease.clone());
+                    drop(inner.spawn_tracked(async move {
+                        let _ = release::run_release(&inner2, &lease2, false).await;
+                    }));
+                }
+                seen.insert(lease.id, lease);
+            }
+            // Acquirers still in a store call may yet grant (and then
+            // release) a lock: wait for every task, then look again.
+            let done = tokio::select! {
+                biased;
+                _ = inner.tasks.wait() => true,
+                _ = inner.clock.sleep_until(deadline) => false,
+            };
+            if !done || inner.live_leases().iter().all(|l| seen.contains_key(&l.id)) {
+                break;
+            }
+        }
+        let _ = inner.keeper.send(KeeperCommand::Shutdown);
+        let mut report = ShutdownReport::default();
+        let mut leases: Vec<Arc<LeaseShared>> = seen.into_values().collect();
+        leases.sort_by_key(|l| l.id);
+        for lease in leases {
+            match lease.release_outcome_now() {
+                Some(Ok(())) => report.released.push(lease.name.clone()),
+                Some(Err(e)) => report.failed.push((lease.name.clone(), e)),
+                None => report.failed.push((
+                    lease.name.clone(),
+                    LockError::OutcomeUnknown {
+                        name: lease.name.clone(),
+                        operation: "release",
+                        source: crate::BackendError::new(
+                            crate::BackendErrorKind::OutcomeUnknown,
+                            "the release was not confirmed before the shutdown's deadline",
+                        ),
+                    },
+                )),
+            }
+        }
         report
     }
 }
@@ -361,6 +410,93 @@ impl ClientInner {
         let _ = self.keeper.send(KeeperCommand::Register(lease));
     }
 
+    /// Spawns an engine task (an acquirer, a release) that a shutdown waits for.
+    pub(crate) fn spawn_tracked<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn_on(task, &self.runtime)
+    }
+
+    /// The instant a lease written by a write sent at `sent` is valid from.
+    pub(crate) fn lease_start(&self, sent: Instant) -> Instant {
+        if self.config.mutations.time_lease_from_response {
+            return self.clock.now();
+        }
+        sent
+    }
+
+    /// A new lease for a record this client just wrote (sent at `sent`),
+    /// remembered until its release finishes.
+    pub(crate) fn new_lease(
+        &self,
+        record: &LockRecord,
+        sent: Instant,
+        fallback_token: FencingToken,
+        heartbeat: bool,
+    ) -> Arc<LeaseShared> {
+        let lease = Arc::new(LeaseShared::new(
+            self.next_id(),
+            record,
+            self.lease_start(sent),
+            fallback_token,
+            heartbeat,
+        ));
+        self.leases_map().insert(lease.id, lease.clone());
+        lease
+    }
+
+    /// Forgets a lease whose release finished.
+    pub(crate) fn forget_lease(&self, id: u64) {
+        self.leases_map().remove(&id);
+    }
+
+    fn leases_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<LeaseShared>>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live_leases(&self) -> Vec<Arc<LeaseShared>> {
+        self.leases_map().values().cloned().collect()
+    }
+
+    /// Gives a lease just installed as the slot's holder to `waiter` as a
+    /// guard and starts its heartbeats; or, when the client was shut down
+    /// meanwhile or the lease's token cannot be trusted to increase, releases
+    /// it at once and tells the waiter why.
+    pub(crate) fn deliver(self: &Arc<Self>, lease: Arc<LeaseShared>, waiter: Option<Waiter>) {
+        let refusal = if self.is_closed() {
+            Some((LostReason::ClientShutDown, LockError::ShutDown))
+        } else if lease.token.get() == u64::MAX {
+            Some((
+                LostReason::BackendFailed {
+                    error: "the fencing token is exhausted".into(),
+                },
+                LockError::TokenExhausted {
+                    name: lease.name.clone(),
+                },
+            ))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            tracing::warn!(lock = %lease.name, %error, "releasing a lock just acquired");
+            lease.mark_lost(reason);
+            drop(LockGuard::new(self.clone(), lease)); // releases in the background
+            if let Some(w) = waiter {
+                drop(w.tx.send(Err(error)));
+            }
+            return;
+        }
+        self.register(lease.clone());
+        let guard = LockGuard::new(self.clone(), lease);
+        match waiter {
+            Some(w) => drop(w.tx.send(Ok(Some(guard)))),
+            // Nobody to take it: dropping the guard releases or hands over.
+            None => drop(guard),
+        }
+    }
+
     /// Starts an acquirer for `name` if its queue needs one. Call with the
     /// slots locked, after changing the slot.
     pub(crate) fn ensure_acquirer(
@@ -378,8 +514,7 @@ impl ClientInner {
             let inner = self.clone();
             let name = name.to_owned();
             let span = tracing::debug_span!("lynk.acquire", lock = %name);
-            self.runtime
-                .spawn(crate::acquirer::run(inner, name, seed).instrument(span));
+            drop(self.spawn_tracked(crate::acquirer::run(inner, name, seed).instrument(span)));
         } else if state.is_idle() {
             slots.remove(name);
         }

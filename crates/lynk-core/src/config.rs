@@ -77,6 +77,37 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// Seed for the jitter of polls and backoffs; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// The longest one store call may take before the engine gives up on it
+    /// and treats its outcome as unknown (a write) or as a failed read.
+    /// `None` (the default) derives it from the lease: a quarter of it, at
+    /// most 10 s; see [`ClientConfig::call_timeout_for`]. A heartbeat never
+    /// waits past its lease's lost-signal instant, whatever this says.
+    pub call_timeout: Option<Duration>,
+    /// How long a release (by `release()`, a dropped guard or `shutdown()`)
+    /// keeps retrying a failing store before it gives up and leaves the
+    /// lease to expire on its own (default 10 s; never past the lease's safe
+    /// deadline).
+    pub release_timeout: Duration,
+    /// Deliberate protocol bugs, for the negative controls of lynk's own
+    /// tests only. Never set this.
+    #[doc(hidden)]
+    pub mutations: Mutations,
+}
+
+/// Deliberate protocol bugs that lynk's negative-control tests switch on to
+/// prove their checkers can fail. Every field defaults to `false`; nothing
+/// outside those tests should set one.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// Time a lease from the write's *response* instead of its send.
+    pub time_lease_from_response: bool,
+    /// Seed a token-less record's fencing token from the wall clock alone,
+    /// ignoring the highest token this client has seen for the name.
+    pub no_token_floor: bool,
+    /// Hand a lock over to a local waiter without conditioning the write on
+    /// the releasing holder's version.
+    pub unconditional_handover: bool,
 }
 
 impl Default for ClientConfig {
@@ -93,6 +124,9 @@ impl Default for ClientConfig {
             initial_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_secs(1),
             jitter_seed: None,
+            call_timeout: None,
+            release_timeout: Duration::from_secs(10),
+            mutations: Mutations::default(),
         }
     }
 }
@@ -153,6 +187,21 @@ impl ClientConfig {
                 "it is zero; use at least a few milliseconds",
             ));
         }
+        if self
+            .call_timeout
+            .is_some_and(|t| t < Duration::from_millis(1))
+        {
+            return Err(LockError::invalid(
+                "call timeout",
+                "it is under a millisecond; leave it unset to derive it from the lease",
+            ));
+        }
+        if self.release_timeout.is_zero() {
+            return Err(LockError::invalid(
+                "release timeout",
+                "it is zero; a release needs time for at least one request (10 s is the default)",
+            ));
+        }
         if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
             return Err(LockError::invalid(
                 "backoff",
@@ -172,9 +221,21 @@ impl ClientConfig {
     }
 
     /// How long a waiter must see one version before it may take over a lock
-    /// whose record says `lease`: `lease × (1 + d) + lock_delay`.
-    pub fn takeover_after(&self, lease: Duration) -> Duration {
-        lease.mul_f64(1.0 + self.drift_allowance) + self.lock_delay
+    /// whose record says `lease`: `lease × (1 + d) + lock_delay`; `None` when
+    /// that is too long to represent (a record may say anything), in which
+    /// case the waiter never takes over and keeps polling.
+    pub fn takeover_after(&self, lease: Duration) -> Option<Duration> {
+        Duration::try_from_secs_f64(lease.as_secs_f64() * (1.0 + self.drift_allowance))
+            .ok()?
+            .checked_add(self.lock_delay)
+    }
+
+    /// The time limit of one store call made for a lease of `lease`: the
+    /// configured [`call_timeout`](ClientConfig::call_timeout), or a quarter
+    /// of the lease, at most 10 s.
+    pub fn call_timeout_for(&self, lease: Duration) -> Duration {
+        self.call_timeout
+            .unwrap_or_else(|| (lease / 4).min(Duration::from_secs(10)))
     }
 
     /// Heartbeat period for `lease`.

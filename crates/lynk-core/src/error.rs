@@ -63,7 +63,7 @@ impl fmt::Display for LostReason {
 /// Match on the variant to learn what happened; call
 /// [`is_retryable`](LockError::is_retryable) to learn whether trying the same
 /// thing again may help.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
     /// `acquire` waited as long as it was allowed to and the lock was not granted.
@@ -135,6 +135,14 @@ pub enum LockError {
     /// The client was shut down; create a new one.
     #[error("the lock client was shut down; create a new client to acquire locks")]
     ShutDown,
+    /// The lock's fencing token reached `u64::MAX`: no higher token can be
+    /// handed out, so the lock is refused rather than granted with a token
+    /// that does not increase. Nothing short of a new lock name fixes it.
+    #[error("lock {name:?}: its fencing token reached the largest possible value ({}), so no acquisition can get a higher one; use a new lock name (and let the protected resource know the new name's tokens)", u64::MAX)]
+    TokenExhausted {
+        /// The lock name.
+        name: String,
+    },
 }
 
 fn not_granted(
@@ -167,7 +175,9 @@ impl LockError {
             | LockError::Unavailable { .. }
             | LockError::OutcomeUnknown { .. } => true,
             LockError::Backend { source, .. } => source.is_retryable(),
-            LockError::InvalidInput { .. } | LockError::ShutDown => false,
+            LockError::InvalidInput { .. }
+            | LockError::ShutDown
+            | LockError::TokenExhausted { .. } => false,
         }
     }
 

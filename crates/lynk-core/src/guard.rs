@@ -136,12 +136,17 @@ impl LockGuard {
     /// write if there is one, otherwise marks the record released (or deletes
     /// it, with [`ReleaseMode::Delete`](crate::ReleaseMode::Delete)).
     ///
-    /// Returns [`LockError::Lost`] if the lease had been lost (its signal
-    /// fired), or if the release was sent after the safe deadline and found
-    /// another holder; the record is still released if it is still ours. A
-    /// release sent before the safe deadline that finds another holder is a
-    /// success: an earlier attempt of it applied (e.g. retried inside the
-    /// store's client) and the next holder came after.
+    /// `Ok` means the store confirmed the release (or found the record
+    /// already released or gone). Returns [`LockError::Lost`] if the lease had
+    /// been lost (its signal fired; the record is still released if it is
+    /// still ours) or if the release found another holder's record although
+    /// every attempt of it was answered: the lock was taken from this holder
+    /// before it released, so the two may have overlapped. If an attempt went
+    /// unanswered and another holder now has the lock, the result is
+    /// [`LockError::OutcomeUnknown`]: the release may have applied before
+    /// they acquired, or not. The release gives up after
+    /// [`ClientConfig::release_timeout`](crate::ClientConfig::release_timeout),
+    /// each store call after its call timeout.
     ///
     /// # Cancel safety
     ///
@@ -153,8 +158,7 @@ impl LockGuard {
         let lease = self.lease.clone();
         let task = self
             .inner
-            .runtime
-            .spawn(async move { release::release_guard(&inner, lease).await });
+            .spawn_tracked(async move { release::release_guard(&inner, lease).await });
         match task.await {
             Ok(result) => result,
             Err(_) => Err(LockError::ShutDown),
@@ -167,7 +171,6 @@ impl LockGuard {
             reason: self
                 .lease
                 .lost_reason()
-                .cloned()
                 .unwrap_or(LostReason::HeartbeatsFailed { last_error: None }),
         }
     }
@@ -181,7 +184,7 @@ impl Drop for LockGuard {
         let inner = self.inner.clone();
         let lease = self.lease.clone();
         // Best effort: if the runtime is gone the lease expires on its own.
-        drop(self.inner.runtime.spawn(async move {
+        drop(self.inner.spawn_tracked(async move {
             if let Err(e) = release::release_guard(&inner, lease).await {
                 tracing::warn!(error = %e, "release on drop failed");
             }
@@ -260,5 +263,5 @@ fn is_lost(lease: &LeaseShared) -> bool {
 }
 
 fn lost_reason(lease: &LeaseShared) -> Option<LostReason> {
-    lease.lost_reason().cloned()
+    lease.lost_reason()
 }

@@ -145,8 +145,11 @@ fn on_timer(
             tracing::debug_span!("lynk.heartbeat", lock = %e.lease.name, token = %e.lease.token);
         let lease = e.lease.clone();
         let inner2 = inner.clone();
+        // A heartbeat never waits past the lost signal: by then the lease is
+        // given up anyway, and the next one must not queue behind it.
+        let give_up = (now + inner.config.call_timeout_for(e.lease.lease)).min(e.signal_at);
         in_flight.push(Box::pin(
-            async move { (lease.id, heartbeat(&inner2, &lease).await) }.instrument(span),
+            async move { (lease.id, heartbeat(&inner2, &lease, give_up).await) }.instrument(span),
         ));
     }
     reschedule(timers, e);
@@ -205,18 +208,17 @@ fn on_beat(
 }
 
 fn lose(inner: &Arc<ClientInner>, lease: &Arc<LeaseShared>, reason: LostReason) {
-    if lease.is_ended() {
-        return; // released meanwhile: nothing was lost
+    // One atomic step: a release that began first wins, and nothing is lost.
+    if !lease.mark_lost(reason.clone()) {
+        return;
     }
     tracing::warn!(lock = %lease.name, %reason, "lease lost");
-    if lease.mark_lost(reason) {
-        Metrics::inc(&inner.metrics.lost_leases);
-    }
+    Metrics::inc(&inner.metrics.lost_leases);
     inner.on_lost(lease);
 }
 
 /// One heartbeat: rewrite the record with a new version, conditioned on ours.
-async fn heartbeat(inner: &Arc<ClientInner>, lease: &Arc<LeaseShared>) -> Beat {
+async fn heartbeat(inner: &Arc<ClientInner>, lease: &Arc<LeaseShared>, give_up: Instant) -> Beat {
     let Ok(mut core) = lease.core.try_lock() else {
         return Beat::Skipped;
     };
@@ -236,17 +238,18 @@ async fn heartbeat(inner: &Arc<ClientInner>, lease: &Arc<LeaseShared>) -> Beat {
         payload: lease.payload.clone(),
         released: false,
     };
-    match inner.backend.write(request).await {
+    match inner.write_by(request, give_up).await {
         Ok(record) => {
             core.version = record.version;
             core.pending.clear();
-            lease.set_valid_from(sent);
-            Beat::Renewed(sent)
+            let from = inner.lease_start(sent);
+            lease.set_valid_from(from);
+            Beat::Renewed(from)
         }
         Err(WriteError::ConditionFailed { current }) => {
             let current = match current {
                 Some(c) => Some(c),
-                None => match inner.backend.read(&lease.name).await {
+                None => match inner.read_by(&lease.name, give_up).await {
                     Ok(c) => c,
                     Err(e) => return Beat::Retry(e.to_string()),
                 },
@@ -254,7 +257,7 @@ async fn heartbeat(inner: &Arc<ClientInner>, lease: &Arc<LeaseShared>) -> Beat {
             match current {
                 Some(r) if !r.released && core.pending_sent_at(&r.version).is_some() => {
                     // An earlier heartbeat whose response was lost did apply.
-                    let at = core.pending_sent_at(&r.version).unwrap_or(sent);
+                    let at = inner.lease_start(core.pending_sent_at(&r.version).unwrap_or(sent));
                     Metrics::inc(&inner.metrics.ambiguous_resolved);
                     core.version = r.version;
                     core.pending.clear();

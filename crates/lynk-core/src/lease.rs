@@ -1,14 +1,14 @@
 //! The state of one held lease, shared by its guard, the heartbeat keeper and
 //! the release path.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{FencingToken, LockRecord, LostReason, Version};
+use crate::{FencingToken, LockError, LockRecord, LostReason, Version};
 
 /// The part of a lease that changes with every write. Heartbeats and releases
 /// take this lock around their write, so exactly one write per lease is in
@@ -33,6 +33,40 @@ impl LeaseCore {
     }
 }
 
+/// Where a lease is in its life. Every transition happens under one mutex,
+/// so the keeper's lost signal and a release never both act on one lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Held: the keeper renews it.
+    Held,
+    /// The lost signal fired; the guard has not released it yet.
+    Lost,
+    /// A release (or handover) of the record is running or has finished; its
+    /// outcome is published on `released`.
+    Releasing,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    lost_reason: Option<LostReason>,
+}
+
+/// What [`LeaseShared::begin_release`] found.
+#[derive(Debug)]
+pub(crate) enum ReleaseStart {
+    /// The caller now owns the release. `lost` is the reason the lease was
+    /// lost before (or, for a shutdown, as) the release began.
+    Started { lost: Option<LostReason> },
+    /// Another caller already releases it: wait for
+    /// [`LeaseShared::release_outcome`].
+    AlreadyStarted,
+}
+
+/// The published result of a lease's release: `Ok` when the store confirmed
+/// it (or the record was no longer ours to release), else why not.
+pub(crate) type ReleaseOutcome = Result<(), LockError>;
+
 /// One held lease.
 #[derive(Debug)]
 pub(crate) struct LeaseShared {
@@ -49,13 +83,11 @@ pub(crate) struct LeaseShared {
     valid_from: Mutex<Instant>,
     /// Fired once when the lease is lost (never on a clean release).
     pub(crate) lost: CancellationToken,
-    lost_reason: OnceLock<LostReason>,
-    /// No more heartbeats: the lease was released or lost.
-    ended: AtomicBool,
+    state: Mutex<State>,
     /// Cancelled when the lease ends, by release or loss.
     pub(crate) ended_signal: CancellationToken,
-    /// A release of the record has started; later releases are no-ops.
-    release_started: AtomicBool,
+    /// The release's outcome, once known.
+    released: watch::Sender<Option<ReleaseOutcome>>,
 }
 
 impl LeaseShared {
@@ -79,10 +111,12 @@ impl LeaseShared {
             }),
             valid_from: Mutex::new(sent_at),
             lost: CancellationToken::new(),
-            lost_reason: OnceLock::new(),
-            ended: AtomicBool::new(false),
+            state: Mutex::new(State {
+                phase: Phase::Held,
+                lost_reason: None,
+            }),
             ended_signal: CancellationToken::new(),
-            release_started: AtomicBool::new(false),
+            released: watch::Sender::new(None),
         }
     }
 
@@ -97,31 +131,78 @@ impl LeaseShared {
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `true` once the lease is no longer held: lost, or being released.
     pub(crate) fn is_ended(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
+        self.state().phase != Phase::Held
     }
 
-    pub(crate) fn end(&self) {
-        self.ended.store(true, Ordering::Release);
-        self.ended_signal.cancel();
-    }
-
-    /// Marks the lease lost and fires the signal. Returns `false` if it was
-    /// already lost.
+    /// Marks a held lease lost and fires its signal. Returns `false`, doing
+    /// nothing, if it was already lost or a release has begun (a lease being
+    /// released cleanly is not lost).
     pub(crate) fn mark_lost(&self, reason: LostReason) -> bool {
-        self.end();
-        let first = self.lost_reason.set(reason).is_ok();
+        let mut state = self.state();
+        if state.phase != Phase::Held {
+            return false;
+        }
+        state.phase = Phase::Lost;
+        state.lost_reason = Some(reason);
+        drop(state);
         self.lost.cancel();
-        first
+        self.ended_signal.cancel();
+        true
     }
 
-    pub(crate) fn lost_reason(&self) -> Option<&LostReason> {
-        self.lost_reason.get()
+    pub(crate) fn lost_reason(&self) -> Option<LostReason> {
+        self.state().lost_reason.clone()
     }
 
-    /// Claims the right to release the record; `false` if a release already ran.
-    pub(crate) fn start_release(&self) -> bool {
-        self.end();
-        !self.release_started.swap(true, Ordering::AcqRel)
+    /// Claims the release of the record. With `lose_as`, a lease still held
+    /// is first marked lost for that reason (a shutdown tells the work under
+    /// it to stop before the release is written).
+    pub(crate) fn begin_release(&self, lose_as: Option<LostReason>) -> ReleaseStart {
+        let mut state = self.state();
+        match state.phase {
+            Phase::Releasing => return ReleaseStart::AlreadyStarted,
+            Phase::Held => {
+                if let Some(reason) = lose_as {
+                    state.lost_reason = Some(reason);
+                    self.lost.cancel();
+                }
+            }
+            Phase::Lost => {}
+        }
+        state.phase = Phase::Releasing;
+        let lost = state.lost_reason.clone();
+        drop(state);
+        self.ended_signal.cancel();
+        ReleaseStart::Started { lost }
+    }
+
+    /// Publishes the release's outcome to everyone waiting for it.
+    pub(crate) fn finish_release(&self, outcome: ReleaseOutcome) {
+        self.released.send_replace(Some(outcome));
+    }
+
+    /// The release's outcome once it is known.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn release_outcome(&self) -> ReleaseOutcome {
+        let mut rx = self.released.subscribe();
+        let outcome = match rx.wait_for(|o| o.is_some()).await {
+            Ok(o) => o.clone().unwrap_or(Ok(())),
+            Err(_) => Err(LockError::ShutDown),
+        };
+        outcome
+    }
+
+    /// The release's outcome if it is known already.
+    pub(crate) fn release_outcome_now(&self) -> Option<ReleaseOutcome> {
+        self.released.borrow().clone()
     }
 }

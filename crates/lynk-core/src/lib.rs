@@ -43,6 +43,7 @@ mod acquirer;
 mod backend;
 mod backend_error;
 pub mod blocking;
+mod calls;
 mod client;
 mod clock;
 mod config;
@@ -55,13 +56,14 @@ mod metrics;
 mod record;
 mod release;
 mod slot;
+mod token_floor;
 
 pub use backend::{Capabilities, Condition, LockBackend, TokenUpdate, WriteError, WriteRequest};
 pub use backend_error::{BackendError, BackendErrorKind};
 pub use client::{LockClient, LockClientBuilder, ShutdownReport};
 pub use clock::{Clock, Sleep, SystemClock};
 pub use config::{
-    ClientConfig, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
+    ClientConfig, Mutations, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
 };
 pub use error::{LockError, LostReason};
 pub use guard::{LeaseWatch, LockGuard};

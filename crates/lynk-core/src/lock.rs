@@ -199,6 +199,11 @@ impl Lock {
             try_once,
             tx,
         });
+        if try_once && state.acquirer_running {
+            // The acquirer may be asleep until its next poll: the answer
+            // should come after one attempt, not after that.
+            state.wake.notify_one();
+        }
         inner.ensure_acquirer(&mut slots, &self.name);
         Ok(rx)
     }

@@ -7,23 +7,26 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::client::ClientInner;
-use crate::lease::LeaseShared;
+use crate::lease::{LeaseShared, ReleaseStart};
 use crate::metrics::Metrics;
 use crate::slot::Waiter;
 use crate::{
-    Condition, LockError, LockGuard, LockRecord, ReleaseMode, TokenUpdate, Version, WriteError,
-    WriteRequest,
+    Condition, LockError, LockRecord, ReleaseMode, TokenUpdate, Version, WriteError, WriteRequest,
 };
 
 /// Releases the lease behind a guard (by `release()` or on drop). A lost
 /// lease is still released if the record is still ours, and reported as lost.
+/// If a release of this lease is already running (a shutdown's), waits for
+/// its outcome instead.
 pub(crate) async fn release_guard(
     inner: &Arc<ClientInner>,
     lease: Arc<LeaseShared>,
 ) -> Result<(), LockError> {
-    let lost = lease.lost_reason().cloned();
-    let result = release_record(inner, lease.clone(), lost.is_none()).await;
-    match lost {
+    let result = match lease.begin_release(None) {
+        ReleaseStart::Started { lost } => run_release(inner, &lease, lost.is_none()).await,
+        ReleaseStart::AlreadyStarted => lease.release_outcome().await,
+    };
+    match lease.lost_reason() {
         Some(reason) => Err(LockError::Lost {
             name: lease.name.clone(),
             reason,
@@ -32,18 +35,22 @@ pub(crate) async fn release_guard(
     }
 }
 
-/// Writes the release of `lease`, handing over to the next live local waiter
-/// when `handover` is true. Runs at most once per lease.
-pub(crate) async fn release_record(
+/// Runs a release the caller has begun with
+/// [`LeaseShared::begin_release`], handing over to the next live local
+/// waiter when `handover` is true; publishes the outcome and forgets the
+/// lease.
+pub(crate) async fn run_release(
     inner: &Arc<ClientInner>,
-    lease: Arc<LeaseShared>,
+    lease: &Arc<LeaseShared>,
     handover: bool,
 ) -> Result<(), LockError> {
-    if !lease.start_release() {
-        return Ok(());
-    }
     let span = tracing::debug_span!("lynk.release", lock = %lease.name, token = %lease.token);
-    release_inner(inner, lease, handover).instrument(span).await
+    let result = release_inner(inner, lease.clone(), handover)
+        .instrument(span)
+        .await;
+    lease.finish_release(result.clone());
+    inner.forget_lease(lease.id);
+    result
 }
 
 enum Outcome {
@@ -58,9 +65,11 @@ async fn release_inner(
 ) -> Result<(), LockError> {
     let config = &inner.config;
     let clock = &inner.clock;
-    let mut deadline = lease.valid_from() + config.safe_for(lease.lease);
-    // Wait for an in-flight heartbeat, but not past the point where the lease
-    // is no longer ours anyway.
+    // The whole release, retries included, ends by here.
+    let deadline = clock.now() + config.release_timeout;
+    let call_limit = config.call_timeout_for(lease.lease);
+    // Wait for an in-flight heartbeat (itself bounded), but not past the
+    // release's deadline.
     let core = tokio::select! {
         biased;
         core = lease.core.lock() => Some(core),
@@ -68,9 +77,13 @@ async fn release_inner(
     };
     let Some(mut core) = core else {
         finish(inner, &lease, None, &[]);
-        return Err(LockError::Lost {
+        return Err(LockError::OutcomeUnknown {
             name: lease.name.clone(),
-            reason: crate::LostReason::HeartbeatsFailed { last_error: None },
+            operation: "release",
+            source: crate::BackendError::new(
+                crate::BackendErrorKind::OutcomeUnknown,
+                "a heartbeat of the lease was still unanswered when the release gave up",
+            ),
         });
     };
     let waiter = if handover {
@@ -85,43 +98,54 @@ async fn release_inner(
     loop {
         let version = Version::random();
         let sent = clock.now();
+        let call_by = (sent + call_limit).min(deadline);
         mine.push((version.clone(), sent));
         let result = match (&waiter, config.release_mode) {
-            (Some(w), _) => inner
-                .backend
-                .write(WriteRequest {
-                    key: lease.name.clone(),
-                    condition: Condition::VersionIs(core.version.clone()),
-                    version,
-                    lease_duration: w.spec.lease,
-                    host: config.host_identifier.clone(),
-                    token: TokenUpdate::Next {
-                        initial: clock.wall_micros(),
-                    },
-                    payload: w.spec.payload.clone(),
-                    released: false,
-                })
-                .await
-                .map(|r| Outcome::HandedOver(r, sent)),
+            (Some(w), _) => {
+                let condition = if config.mutations.unconditional_handover {
+                    blind_condition(inner, &lease.name, call_by).await
+                } else {
+                    Condition::VersionIs(core.version.clone())
+                };
+                inner
+                    .write_by(
+                        WriteRequest {
+                            key: lease.name.clone(),
+                            condition,
+                            version,
+                            lease_duration: w.spec.lease,
+                            host: config.host_identifier.clone(),
+                            token: TokenUpdate::Next {
+                                initial: inner.initial_token(&lease.name),
+                            },
+                            payload: w.spec.payload.clone(),
+                            released: false,
+                        },
+                        call_by,
+                    )
+                    .await
+                    .map(|r| Outcome::HandedOver(r, sent))
+            }
             (None, ReleaseMode::KeepRecord) => inner
-                .backend
-                .write(WriteRequest {
-                    key: lease.name.clone(),
-                    condition: Condition::VersionIs(core.version.clone()),
-                    version,
-                    // Zero, so the original Python client (which waits a
-                    // record's lease before taking it) takes it at once too.
-                    lease_duration: std::time::Duration::ZERO,
-                    host: config.host_identifier.clone(),
-                    token: TokenUpdate::Keep,
-                    payload: None,
-                    released: true,
-                })
+                .write_by(
+                    WriteRequest {
+                        key: lease.name.clone(),
+                        condition: Condition::VersionIs(core.version.clone()),
+                        version,
+                        // Zero, so the original Python client (which waits a
+                        // record's lease before taking it) takes it at once too.
+                        lease_duration: std::time::Duration::ZERO,
+                        host: config.host_identifier.clone(),
+                        token: TokenUpdate::Keep,
+                        payload: None,
+                        released: true,
+                    },
+                    call_by,
+                )
                 .await
                 .map(|_| Outcome::Released),
             (None, ReleaseMode::Delete) => inner
-                .backend
-                .delete(&lease.name, &core.version)
+                .delete_by(&lease.name, &core.version, call_by)
                 .await
                 .map(|_| Outcome::Released),
         };
@@ -130,7 +154,7 @@ async fn release_inner(
             Err(WriteError::ConditionFailed { current }) => {
                 let current = match current {
                     Some(c) => Some(c),
-                    None => match inner.backend.read(&lease.name).await {
+                    None => match inner.read_by(&lease.name, call_by).await {
                         Ok(c) => c,
                         Err(e) => {
                             let ambiguous = handovers(&waiter, &mine);
@@ -158,34 +182,24 @@ async fn release_inner(
                         Metrics::inc(&inner.metrics.ambiguous_resolved);
                         core.version = r.version;
                         core.pending.clear();
-                        lease.set_valid_from(at);
-                        deadline = lease.valid_from() + config.safe_for(lease.lease);
+                        lease.set_valid_from(inner.lease_start(at));
                         continue;
                     }
                     // Gone or released: the lock is free, which is what we wanted.
                     None => Outcome::Released,
                     Some(r) if r.released => Outcome::Released,
                     Some(r) => {
+                        // Someone else holds it now: never a quiet success,
+                        // since it may mean two holders overlapped.
                         finish(inner, &lease, waiter, &[]);
-                        if unknown || sent < deadline {
-                            // Someone else holds it now. Sent before our safe
-                            // deadline, so nobody could have taken it over
-                            // before this release: an earlier attempt (maybe
-                            // retried inside the store's client) applied, and
-                            // the next holder came after it.
-                            return Ok(());
-                        }
-                        return Err(LockError::Lost {
-                            name: lease.name.clone(),
-                            reason: crate::LostReason::Stolen { by: Some(r.host) },
-                        });
+                        return Err(held_by_another(&lease.name, unknown, r.host));
                     }
                 }
             }
             Err(WriteError::Backend(e)) => {
                 let now = clock.now();
+                unknown |= e.kind() == crate::BackendErrorKind::OutcomeUnknown;
                 if e.is_retryable() && now + backoff < deadline {
-                    unknown |= e.kind() == crate::BackendErrorKind::OutcomeUnknown;
                     tracing::debug!(error = %e, "release failed, retrying");
                     clock.sleep(inner.jitter(backoff)).await;
                     backoff = (backoff * 2).min(config.max_backoff);
@@ -202,27 +216,11 @@ async fn release_inner(
                 Metrics::inc(&inner.metrics.handovers);
                 Metrics::inc(&inner.metrics.acquired);
                 tracing::debug!(token = ?record.fencing_token, "handed over to a local waiter");
-                let next = Arc::new(LeaseShared::new(
-                    inner.next_id(),
-                    &record,
-                    sent_at,
-                    lease.token,
-                    w.spec.heartbeat,
-                ));
-                if inner.is_closed() {
-                    // Shut down while the handover was in flight: nobody will
-                    // heartbeat the new lease, so release it at once.
-                    next.mark_lost(crate::LostReason::ClientShutDown);
-                    drop(LockGuard::new(inner.clone(), next)); // releases in the background
-                    drop(w.tx.send(Err(LockError::ShutDown)));
-                    return Ok(());
-                }
+                let next = inner.new_lease(&record, sent_at, lease.token, w.spec.heartbeat);
                 inner.slots().entry(lease.name.clone()).or_default().holder = Some(next.clone());
-                inner.register(next.clone());
-                let guard = LockGuard::new(inner.clone(), next);
                 // If the waiter gave up meanwhile, the guard comes back and is
                 // dropped, which releases (or hands over) again.
-                drop(w.tx.send(Ok(Some(guard))));
+                inner.deliver(next, Some(w));
             }
             // Released, or the record vanished under a handover: a popped
             // waiter goes back to the head of the queue and polls.
@@ -232,6 +230,37 @@ async fn release_inner(
             }
         }
         return Ok(());
+    }
+}
+
+/// The error of a release that found the record held by `host`. With an
+/// attempt of unknown outcome behind it, the release may have applied before
+/// that holder acquired; without one, the lock was taken from us first.
+fn held_by_another(name: &str, unknown: bool, host: String) -> LockError {
+    if unknown {
+        return LockError::OutcomeUnknown {
+            name: name.to_owned(),
+            operation: "release",
+            source: crate::BackendError::new(
+                crate::BackendErrorKind::OutcomeUnknown,
+                format!(
+                    "the lock is now held by {host}: an earlier attempt of this release may have applied before they acquired it, or the lock was taken from this holder before its release"
+                ),
+            ),
+        };
+    }
+    LockError::Lost {
+        name: name.to_owned(),
+        reason: crate::LostReason::Stolen { by: Some(host) },
+    }
+}
+
+/// The negative control's handover condition: whatever the store holds now,
+/// so the handover applies even over another holder's record.
+async fn blind_condition(inner: &Arc<ClientInner>, name: &str, by: Instant) -> Condition {
+    match inner.read_by(name, by).await {
+        Ok(Some(r)) => Condition::VersionIs(r.version),
+        _ => Condition::Absent,
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::lease::LeaseShared;
 use crate::{LockError, LockGuard, Version};
@@ -52,9 +52,21 @@ pub(crate) struct SlotState {
     pub(crate) last_holder: Option<String>,
     /// The store error the acquirer is retrying, if any, for error messages.
     pub(crate) last_error: Option<String>,
+    /// Wakes the acquirer from a poll or backoff sleep: a `try_acquire`
+    /// waiter wants its answer now, or the client is shutting down.
+    pub(crate) wake: Arc<Notify>,
 }
 
 impl SlotState {
+    /// Answers every waiter with the error `make` builds, and wakes the
+    /// acquirer so it stops.
+    pub(crate) fn fail_all_waiters(&mut self, make: impl Fn() -> LockError) {
+        for w in self.waiters.drain(..) {
+            let _ = w.tx.send(Err(make()));
+        }
+        self.wake.notify_one();
+    }
+
     /// Drops waiters whose callers gave up.
     pub(crate) fn prune(&mut self) {
         self.waiters.retain(|w| !w.tx.is_closed());
