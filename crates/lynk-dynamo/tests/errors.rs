@@ -1,4 +1,5 @@
-//! Error classification: unreachable endpoints and refused credentials.
+//! Error classification: unreachable endpoints, malformed items and refused
+//! credentials.
 
 mod common;
 
@@ -7,6 +8,7 @@ use lynk_core::{
     BackendErrorKind, Condition, LockBackend, LockClient, LockError, TokenUpdate, Version,
     WriteError, WriteRequest,
 };
+use lynk_dynamo::aws_sdk_dynamodb::types::AttributeValue;
 use lynk_dynamo::{DynamoBackend, Error, TableAdmin};
 
 fn request() -> WriteRequest {
@@ -73,4 +75,47 @@ async fn missing_table_names_the_fix() {
     );
     println!("{err}");
     client.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_item_is_reported_at_once() {
+    let Some(endpoint) = Server::Moto.endpoint("a_malformed_item_is_reported_at_once") else {
+        return;
+    };
+    let table = common::unique_table("malformed");
+    let admin = common::create_table(&endpoint, &table).await;
+    // An item someone else wrote: a lease but no version.
+    admin
+        .client()
+        .put_item()
+        .table_name(&table)
+        .item("lockKey", AttributeValue::S("bad".into()))
+        .item("leaseDuration", AttributeValue::N("20".into()))
+        .send()
+        .await
+        .unwrap();
+    let (client, counter) = common::counting_client(&endpoint).await;
+    let backend = DynamoBackend::from_client(client, &table);
+
+    let err = backend.read("bad").await.unwrap_err();
+    println!("{err}");
+    assert_eq!(err.kind(), BackendErrorKind::Other);
+    assert!(err.message().contains("versionNumber"), "{err}");
+    assert!(err.message().contains("delete it"), "{err}");
+    assert_eq!(counter.total(), 1, "read once, not re-read");
+
+    // A write over it fails its condition and reports the item, rather
+    // than hiding it behind the failed condition.
+    let mut over = request();
+    over.key = "bad".into();
+    over.condition = Condition::VersionIs(Version::random());
+    match backend.write(over).await {
+        Err(WriteError::Backend(e)) => assert!(e.message().contains("versionNumber"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match backend.delete("bad", &Version::random()).await {
+        Err(WriteError::Backend(e)) => assert!(e.message().contains("versionNumber"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    admin.delete_table(&table, false, true).await.ok();
 }
