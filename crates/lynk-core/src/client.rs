@@ -358,6 +358,7 @@ impl LockClient {
             }
         }
         let _ = inner.keeper.send(KeeperCommand::Shutdown);
+        inner.leases_map().retain(|id, _| !seen.contains_key(id));
         let mut report = ShutdownReport::default();
         let mut leases: Vec<Arc<LeaseShared>> = seen.into_values().collect();
         leases.sort_by_key(|l| l.id);
@@ -447,9 +448,12 @@ impl ClientInner {
         lease
     }
 
-    /// Forgets a lease whose release finished.
+    /// Forgets a lease whose release finished. Once a shutdown began, leases
+    /// are kept until it has reported them.
     pub(crate) fn forget_lease(&self, id: u64) {
-        self.leases_map().remove(&id);
+        if !self.is_closed() {
+            self.leases_map().remove(&id);
+        }
     }
 
     fn leases_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<LeaseShared>>> {

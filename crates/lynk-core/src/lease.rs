@@ -206,3 +206,69 @@ impl LeaseShared {
         self.released.borrow().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn lease() -> Arc<LeaseShared> {
+        let record = LockRecord {
+            key: "x".into(),
+            version: Version::random(),
+            lease_duration: Duration::from_secs(1),
+            host: "h".into(),
+            fencing_token: Some(FencingToken::new(1)),
+            payload: None,
+            released: false,
+        };
+        #[allow(clippy::disallowed_methods)] // a fixed instant; nothing is timed
+        let now = Instant::now();
+        Arc::new(LeaseShared::new(
+            1,
+            &record,
+            now,
+            FencingToken::new(0),
+            true,
+        ))
+    }
+
+    /// Finding 6: the keeper's lost signal and a release race on two
+    /// threads. Exactly one of them acts: a release that began first is a
+    /// clean release (no lost signal), a loss that came first is reported to
+    /// the release as a loss.
+    #[test]
+    fn loss_and_release_never_both_act_on_one_lease() {
+        for _ in 0..2_000 {
+            let l = lease();
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let (l1, b1) = (l.clone(), barrier.clone());
+            let loser = std::thread::spawn(move || {
+                b1.wait();
+                l1.mark_lost(LostReason::HeartbeatsFailed { last_error: None })
+            });
+            barrier.wait();
+            let start = l.begin_release(None);
+            let lost_won = loser.join().unwrap();
+            match start {
+                ReleaseStart::Started { lost: None } => {
+                    assert!(!lost_won, "a clean release and a loss both acted");
+                    assert!(
+                        !l.lost.is_cancelled(),
+                        "lost signal fired on a clean release"
+                    );
+                }
+                ReleaseStart::Started { lost: Some(_) } => {
+                    assert!(lost_won);
+                    assert!(l.lost.is_cancelled());
+                }
+                ReleaseStart::AlreadyStarted => panic!("nobody else released"),
+            }
+            assert!(l.is_ended());
+            assert!(matches!(
+                l.begin_release(None),
+                ReleaseStart::AlreadyStarted
+            ));
+        }
+    }
+}
