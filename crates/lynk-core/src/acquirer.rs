@@ -60,7 +60,13 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
         };
         // One attempt (a write or a read, and the read that may resolve a
         // failed condition) ends by here, answered or not.
-        let attempt_by = inner.clock.now() + inner.config.call_timeout_for(spec.lease);
+        // A write's response is no use after the lease it would start has
+        // reached its lost-signal instant, so no attempt waits longer.
+        let limit = inner
+            .config
+            .call_timeout_for(spec.lease)
+            .min(inner.config.signal_after(spec.lease));
+        let attempt_by = inner.clock.now() + limit;
         let current = match std::mem::replace(&mut next, Next::Read) {
             Next::Write(condition) => {
                 let takeover = matches!(condition, Condition::VersionIs(_));
@@ -90,6 +96,13 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                     tracing::Span::none()
                 };
                 match inner.write_by(request, attempt_by).instrument(span).await {
+                    Ok(record) if !fresh(&inner, sent, &record) => {
+                        // Applied, but answered too late to hand out: take
+                        // our own record over afresh (a new lease from a new
+                        // send).
+                        next = Next::Write(Condition::VersionIs(record.version));
+                        continue;
+                    }
                     Ok(record) => {
                         if takeover {
                             Metrics::inc(&inner.metrics.takeovers);
@@ -149,8 +162,7 @@ pub(crate) async fn run(inner: Arc<ClientInner>, name: String, seed: Vec<(Versio
                 if let Some(&(_, sent)) = own.iter().find(|(v, _)| *v == r.version) {
                     // One of our writes whose response was lost did apply.
                     Metrics::inc(&inner.metrics.ambiguous_resolved);
-                    let fresh = now < sent + inner.config.signal_after(r.lease_duration);
-                    if fresh && made_for(&r, &spec) {
+                    if fresh(&inner, sent, &r) && made_for(&r, &spec) {
                         tracing::debug!(lock = %name, "an earlier attempt applied; lock is ours");
                         grant(&inner, &name, waiter_id, &spec, r, sent);
                         return;
@@ -207,6 +219,13 @@ impl Observation {
         self.takeover_at(inner)
             .is_some_and(|at| inner.clock.now() >= at)
     }
+}
+
+/// Whether a lease written by a write sent at `sent` may still be handed out:
+/// its lost-signal instant has not come yet.
+fn fresh(inner: &ClientInner, sent: Instant, record: &LockRecord) -> bool {
+    let start = inner.lease_start(sent);
+    inner.clock.now() < start + inner.config.signal_after(record.lease_duration)
 }
 
 /// Whether our own record `r` carries what `spec` asks for, so it can be

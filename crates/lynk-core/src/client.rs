@@ -329,21 +329,15 @@ impl LockClient {
             }
         }
         let config = &inner.config;
-        let deadline = inner.clock.now()
-            + config.release_timeout
-            + config.call_timeout_for(config.default_lease.max(crate::MIN_LEASE));
+        // Long enough for any acquirer's store call in flight (a derived
+        // call timeout is at most 10 s) and then its release.
+        let longest_call = config.call_timeout.unwrap_or(Duration::from_secs(10));
+        let deadline = inner.clock.now() + longest_call + config.release_timeout;
         let mut seen: HashMap<u64, Arc<LeaseShared>> = HashMap::new();
         inner.tasks.close();
         loop {
             for lease in inner.live_leases() {
-                if let ReleaseStart::Started { .. } =
-                    lease.begin_release(Some(LostReason::ClientShutDown))
-                {
-                    let (inner2, lease2) = (inner.clone(), lease.clone());
-                    drop(inner.spawn_tracked(async move {
-                        let _ = release::run_release(&inner2, &lease2, false).await;
-                    }));
-                }
+                inner.release_for_shutdown(&lease);
                 seen.insert(lease.id, lease);
             }
             // Acquirers still in a store call may yet grant (and then
@@ -356,6 +350,12 @@ impl LockClient {
             if !done || inner.live_leases().iter().all(|l| seen.contains_key(&l.id)) {
                 break;
             }
+        }
+        // Leases that appeared at the very end are released too, and
+        // reported as not (yet) confirmed.
+        for lease in inner.live_leases() {
+            inner.release_for_shutdown(&lease);
+            seen.entry(lease.id).or_insert(lease);
         }
         let _ = inner.keeper.send(KeeperCommand::Shutdown);
         inner.leases_map().retain(|id, _| !seen.contains_key(id));
@@ -446,6 +446,18 @@ impl ClientInner {
         ));
         self.leases_map().insert(lease.id, lease.clone());
         lease
+    }
+
+    /// Starts releasing `lease` in a task of its own for a shutdown (telling
+    /// the work under it to stop), unless a release of it already runs.
+    fn release_for_shutdown(self: &Arc<Self>, lease: &Arc<LeaseShared>) {
+        if let ReleaseStart::Started { .. } = lease.begin_release(Some(LostReason::ClientShutDown))
+        {
+            let (inner, lease) = (self.clone(), lease.clone());
+            drop(self.spawn_tracked(async move {
+                let _ = release::run_release(&inner, &lease, false).await;
+            }));
+        }
     }
 
     /// Forgets a lease whose release finished. Once a shutdown began, leases

@@ -187,20 +187,34 @@ impl ClientConfig {
                 "it is zero; use at least a few milliseconds",
             ));
         }
-        if self
-            .call_timeout
-            .is_some_and(|t| t < Duration::from_millis(1))
-        {
-            return Err(LockError::invalid(
-                "call timeout",
-                "it is under a millisecond; leave it unset to derive it from the lease",
-            ));
+        if let Some(t) = self.call_timeout {
+            if t < Duration::from_millis(1) || t > MAX_LEASE {
+                return Err(LockError::invalid(
+                    "call timeout",
+                    format!("{t:?} is outside [1ms, {MAX_LEASE:?}]; leave it unset to derive it from the lease"),
+                ));
+            }
         }
-        if self.release_timeout.is_zero() {
+        if self.release_timeout.is_zero() || self.release_timeout > MAX_LEASE {
             return Err(LockError::invalid(
                 "release timeout",
-                "it is zero; a release needs time for at least one request (10 s is the default)",
+                format!(
+                    "{:?} is outside (0, {MAX_LEASE:?}]; a release needs time for at least one request, and 10 s is the default",
+                    self.release_timeout
+                ),
             ));
+        }
+        for (what, d) in [
+            ("poll interval", self.poll_interval),
+            ("lock delay", self.lock_delay),
+            ("backoff", self.max_backoff),
+        ] {
+            if d > MAX_LEASE {
+                return Err(LockError::invalid(
+                    what,
+                    format!("{d:?} is longer than the longest lease ({MAX_LEASE:?})"),
+                ));
+            }
         }
         if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
             return Err(LockError::invalid(
@@ -238,9 +252,11 @@ impl ClientConfig {
             .unwrap_or_else(|| (lease / 4).min(Duration::from_secs(10)))
     }
 
-    /// Heartbeat period for `lease`.
+    /// Heartbeat period for `lease` (at least a millisecond).
     pub fn heartbeat_every(&self, lease: Duration) -> Duration {
-        lease.mul_f64(self.heartbeat_fraction)
+        lease
+            .mul_f64(self.heartbeat_fraction)
+            .max(Duration::from_millis(1))
     }
 
     /// Time from a write's send to the holder's safe deadline: `lease × (1 − d)`.

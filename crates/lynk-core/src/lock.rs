@@ -99,8 +99,9 @@ impl Lock {
     ///
     /// As [`acquire`](Lock::acquire).
     pub async fn acquire_timeout(&self, wait: Duration) -> Result<LockGuard, LockError> {
-        let deadline = self.client.inner.clock.now() + wait;
-        self.acquire_until(Some(deadline)).await
+        // A wait too long to represent (e.g. `Duration::MAX`) is no limit.
+        let deadline = self.client.inner.clock.now().checked_add(wait);
+        self.acquire_until(deadline).await
     }
 
     /// Acquires the lock, waiting until `deadline` on the client's clock.

@@ -185,6 +185,12 @@ async fn release_inner(
                         lease.set_valid_from(inner.lease_start(at));
                         continue;
                     }
+                    // Released by another acquisition after ours: the lock
+                    // was taken from us during our lease.
+                    Some(r) if r.released && r.fencing_token.is_some_and(|t| t > lease.token) => {
+                        finish(inner, &lease, waiter, &[]);
+                        return Err(held_by_another(&lease.name, unknown, r.host));
+                    }
                     // Gone or released: the lock is free, which is what we wanted.
                     None => Outcome::Released,
                     Some(r) if r.released => Outcome::Released,
@@ -212,6 +218,17 @@ async fn release_inner(
         };
         core.pending.clear();
         match (outcome, waiter) {
+            (Outcome::HandedOver(record, sent_at), Some(w))
+                if clock.now()
+                    >= inner.lease_start(sent_at) + config.signal_after(record.lease_duration) =>
+            {
+                // Handed over, but learnt too late to hand the lease out: the
+                // waiter goes back to the head of the queue, and the acquirer
+                // recognises the record as this process's own and takes it
+                // over afresh.
+                Metrics::inc(&inner.metrics.releases);
+                finish(inner, &lease, Some(w), &[(record.version, sent_at)]);
+            }
             (Outcome::HandedOver(record, sent_at), Some(w)) => {
                 Metrics::inc(&inner.metrics.handovers);
                 Metrics::inc(&inner.metrics.acquired);
