@@ -1,5 +1,7 @@
 //! A controllable clock for tests, built on tokio's paused time.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lynk_core::{Clock, Sleep};
@@ -16,6 +18,11 @@ use lynk_core::{Clock, Sleep};
 /// Several `TestClock`s with different [`drift`](TestClock::with_drift) rates
 /// model hosts whose clocks run at different speeds; they share tokio's
 /// underlying "real" time.
+///
+/// The wall clock can also be stepped while the clock is in use
+/// ([`TestClock::step_wall`], as NTP does to a host that was far off); the
+/// step shows in every clone, so the clock handed to a client can be stepped
+/// from outside.
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,6 +42,9 @@ pub struct TestClock {
     base_real: tokio::time::Instant,
     rate: f64,
     wall_base: SystemTime,
+    /// Nanoseconds added to the wall time by [`TestClock::step_wall`],
+    /// shared by clones.
+    wall_step: Arc<AtomicI64>,
 }
 
 /// The wall time every `TestClock` starts at: 2026-01-01T00:00:00Z.
@@ -55,6 +65,7 @@ impl TestClock {
             base_real: tokio::time::Instant::now(),
             rate: 1.0,
             wall_base: UNIX_EPOCH + TEST_WALL_START,
+            wall_step: Arc::default(),
         }
     }
 
@@ -78,6 +89,35 @@ impl TestClock {
             self.wall_base - offset
         };
         self
+    }
+
+    /// Steps the wall time of this clock and of every clone of it by `by`
+    /// (forward when `ahead`, else back), now: the wall clock jumps, as when
+    /// NTP corrects a host. Monotonic time ([`Clock::now`]) is unaffected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lynk_core::Clock;
+    /// use lynk_testkit::TestClock;
+    ///
+    /// #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// async fn main() {
+    ///     let clock = TestClock::new();
+    ///     let handed_out = clock.clone();
+    ///     let before = handed_out.wall_micros();
+    ///     clock.step_wall(Duration::from_secs(3), false);
+    ///     assert_eq!(before - handed_out.wall_micros(), 3_000_000);
+    /// }
+    /// ```
+    pub fn step_wall(&self, by: Duration, ahead: bool) {
+        let nanos = i64::try_from(by.as_nanos()).unwrap_or(i64::MAX);
+        let delta = if ahead { nanos } else { -nanos };
+        self.wall_step.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The total of the wall steps so far (positive: ahead), in nanoseconds.
+    pub fn wall_stepped_nanos(&self) -> i64 {
+        self.wall_step.load(Ordering::Relaxed)
     }
 
     /// Lets `duration` of tokio's time (real, not drifted) pass, firing every
@@ -115,7 +155,14 @@ impl Clock for TestClock {
     }
 
     fn wall_now(&self) -> SystemTime {
-        self.wall_base + self.elapsed_local()
+        let unstepped = self.wall_base + self.elapsed_local();
+        let step = self.wall_step.load(Ordering::Relaxed);
+        let by = Duration::from_nanos(step.unsigned_abs());
+        if step >= 0 {
+            unstepped + by
+        } else {
+            unstepped.checked_sub(by).unwrap_or(UNIX_EPOCH)
+        }
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {

@@ -33,10 +33,89 @@ pub enum Fault {
     /// Let the call reach the store and apply, then lose the response: the
     /// caller gets `OutcomeUnknown`.
     LoseResponse,
-    /// Never answer (the future stays pending), as a hung connection.
+    /// Never answer (the future stays pending), as a hung connection; the
+    /// call never reaches the store.
     Stall,
-    /// Answer after this much time on the wrapper's clock.
+    /// Answer after this much time on the wrapper's clock; the call reaches
+    /// the store at the end of the delay.
     Delay(Duration),
+    /// Let the call reach the store and apply at once, then answer only after
+    /// this much time on the wrapper's clock: a slow response. The write is
+    /// in force before its caller hears of it, so this is the fault that
+    /// tells a lease timed from the send (safe) from one timed from the
+    /// response (unsafe) apart.
+    DelayResponse(Duration),
+    /// Let the call reach the store and apply, then never answer: a
+    /// connection that hangs after the request went through.
+    StallAfterApply,
+}
+
+/// How many faults of each kind a [`FaultyBackend`] injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultCounts {
+    /// [`Fault::FailBefore`].
+    pub fail_before: u64,
+    /// [`Fault::LoseResponse`].
+    pub lose_response: u64,
+    /// [`Fault::Stall`].
+    pub stall: u64,
+    /// [`Fault::StallAfterApply`].
+    pub stall_after_apply: u64,
+    /// [`Fault::Delay`].
+    pub delay: u64,
+    /// [`Fault::DelayResponse`].
+    pub delay_response: u64,
+}
+
+impl FaultCounts {
+    /// All faults.
+    pub fn total(&self) -> u64 {
+        self.fail_before
+            + self.lose_response
+            + self.stall
+            + self.stall_after_apply
+            + self.delay
+            + self.delay_response
+    }
+
+    fn count(&mut self, fault: &Fault) {
+        let n = match fault {
+            Fault::FailBefore(_) => &mut self.fail_before,
+            Fault::LoseResponse => &mut self.lose_response,
+            Fault::Stall => &mut self.stall,
+            Fault::StallAfterApply => &mut self.stall_after_apply,
+            Fault::Delay(_) => &mut self.delay,
+            Fault::DelayResponse(_) => &mut self.delay_response,
+        };
+        *n += 1;
+    }
+}
+
+impl std::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, o: FaultCounts) {
+        self.fail_before += o.fail_before;
+        self.lose_response += o.lose_response;
+        self.stall += o.stall;
+        self.stall_after_apply += o.stall_after_apply;
+        self.delay += o.delay;
+        self.delay_response += o.delay_response;
+    }
+}
+
+impl std::fmt::Display for FaultCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} failed before the store, {} responses lost, {} delayed, {} responses delayed after applying, {} stalled, {} stalled after applying",
+            self.fail_before,
+            self.lose_response,
+            self.delay,
+            self.delay_response,
+            self.stall,
+            self.stall_after_apply
+        )
+    }
 }
 
 /// Faults drawn at random, from a seed, for calls no scripted rule matched.
@@ -52,9 +131,17 @@ pub struct RandomFaults {
     pub fail_before: f64,
     /// Probability that a call applies and its response is lost.
     pub lose_response: f64,
-    /// Probability that a call is delayed by up to [`max_delay`](RandomFaults::max_delay).
+    /// Probability that a call is delayed by up to
+    /// [`max_delay`](RandomFaults::max_delay) before it reaches the store.
     pub delay: f64,
-    /// The longest injected delay.
+    /// Probability that a call applies at once and its response comes up to
+    /// [`max_delay`](RandomFaults::max_delay) later ([`Fault::DelayResponse`]).
+    pub delay_response: f64,
+    /// Probability that a call never returns (half of them before reaching
+    /// the store, [`Fault::Stall`], half after applying,
+    /// [`Fault::StallAfterApply`]). Keep it small: the caller must time out.
+    pub stall: f64,
+    /// The longest injected delay, before or after the store.
     pub max_delay: Duration,
     /// The operations faults apply to (all if empty).
     pub ops: Vec<Op>,
@@ -68,6 +155,8 @@ impl RandomFaults {
             fail_before: 0.0,
             lose_response: 0.0,
             delay: 0.0,
+            delay_response: 0.0,
+            stall: 0.0,
             max_delay: Duration::ZERO,
             ops: Vec::new(),
         }
@@ -97,9 +186,12 @@ struct Rule {
 /// ```
 /// use lynk_testkit::{FaultyBackend, MemoryBackend, Fault, Op};
 /// use lynk_core::BackendErrorKind;
+/// use std::time::Duration;
 /// let faulty = FaultyBackend::new(MemoryBackend::new());
 /// faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1)); // next write: applied, response lost
 /// faulty.inject(Some(Op::Read), None, Fault::FailBefore(BackendErrorKind::Throttled), None); // all reads throttled
+/// faulty.inject(Some(Op::Write), Some("job"), Fault::DelayResponse(Duration::from_secs(2)), Some(1)); // applied now, answered in 2 s
+/// assert_eq!(faulty.injected_by_kind().total(), 0); // counted when they hit a call
 /// faulty.clear();
 /// ```
 #[derive(Clone, Debug)]
@@ -107,6 +199,7 @@ pub struct FaultyBackend<B> {
     inner: Arc<B>,
     rules: Arc<Mutex<VecDeque<Rule>>>,
     injected: Arc<AtomicU64>,
+    by_kind: Arc<Mutex<FaultCounts>>,
     clock: Option<Arc<dyn Clock>>,
     random: Option<Arc<Mutex<Random>>>,
 }
@@ -118,6 +211,7 @@ impl<B: LockBackend> FaultyBackend<B> {
             inner: Arc::new(inner),
             rules: Arc::default(),
             injected: Arc::default(),
+            by_kind: Arc::default(),
             clock: None,
             random: None,
         }
@@ -131,7 +225,8 @@ impl<B: LockBackend> FaultyBackend<B> {
         self
     }
 
-    /// Uses `clock` for [`Fault::Delay`] (default: the system clock).
+    /// Uses `clock` for [`Fault::Delay`] and [`Fault::DelayResponse`]
+    /// (default: the system clock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -163,6 +258,19 @@ impl<B: LockBackend> FaultyBackend<B> {
         self.injected.load(Ordering::Relaxed)
     }
 
+    /// How many faults of each kind were injected so far.
+    pub fn injected_by_kind(&self) -> FaultCounts {
+        *self.by_kind.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, fault: &Fault) {
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        self.by_kind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .count(fault);
+    }
+
     fn rules(&self) -> std::sync::MutexGuard<'_, VecDeque<Rule>> {
         self.rules.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -178,6 +286,7 @@ impl<B: LockBackend> FaultyBackend<B> {
             return None;
         }
         let roll: f64 = rng.gen();
+        let delayed = plan.fail_before + plan.lose_response + plan.delay;
         let fault = if roll < plan.fail_before {
             Fault::FailBefore(if rng.gen_bool(0.5) {
                 BackendErrorKind::Throttled
@@ -186,12 +295,20 @@ impl<B: LockBackend> FaultyBackend<B> {
             })
         } else if roll < plan.fail_before + plan.lose_response {
             Fault::LoseResponse
-        } else if roll < plan.fail_before + plan.lose_response + plan.delay {
+        } else if roll < delayed {
             Fault::Delay(plan.max_delay.mul_f64(rng.gen()))
+        } else if roll < delayed + plan.delay_response {
+            Fault::DelayResponse(plan.max_delay.mul_f64(rng.gen()))
+        } else if roll < delayed + plan.delay_response + plan.stall {
+            if rng.gen_bool(0.5) {
+                Fault::Stall
+            } else {
+                Fault::StallAfterApply
+            }
         } else {
             return None;
         };
-        self.injected.fetch_add(1, Ordering::Relaxed);
+        self.record(&fault);
         Some(fault)
     }
 
@@ -210,8 +327,15 @@ impl<B: LockBackend> FaultyBackend<B> {
                 rules.remove(i);
             }
         }
-        self.injected.fetch_add(1, Ordering::Relaxed);
+        self.record(&fault);
         Some(fault)
+    }
+
+    async fn sleep(&self, d: Duration) {
+        match &self.clock {
+            Some(c) => c.sleep(d).await,
+            None => lynk_core::SystemClock.sleep(d).await,
+        }
     }
 
     async fn before(&self, fault: &Option<Fault>) -> Result<(), BackendError> {
@@ -221,12 +345,22 @@ impl<B: LockBackend> FaultyBackend<B> {
             }
             Some(Fault::Stall) => std::future::pending().await,
             Some(Fault::Delay(d)) => {
-                match &self.clock {
-                    Some(c) => c.sleep(*d).await,
-                    None => lynk_core::SystemClock.sleep(*d).await,
-                }
+                self.sleep(*d).await;
                 Ok(())
             }
+            _ => Ok(()),
+        }
+    }
+
+    /// What happens to the response once the store has acted.
+    async fn after(&self, fault: &Option<Fault>) -> Result<(), BackendError> {
+        match fault {
+            Some(Fault::LoseResponse) => Err(lost()),
+            Some(Fault::DelayResponse(d)) => {
+                self.sleep(*d).await;
+                Ok(())
+            }
+            Some(Fault::StallAfterApply) => std::future::pending().await,
             _ => Ok(()),
         }
     }
@@ -245,9 +379,7 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
         let fault = self.take_fault(Op::Read, key);
         self.before(&fault).await?;
         let out = self.inner.read(key).await;
-        if fault == Some(Fault::LoseResponse) {
-            return Err(lost());
-        }
+        self.after(&fault).await?;
         out
     }
 
@@ -255,9 +387,7 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
         let fault = self.take_fault(Op::Write, &request.key);
         self.before(&fault).await?;
         let out = self.inner.write(request).await;
-        if fault == Some(Fault::LoseResponse) {
-            return Err(lost().into());
-        }
+        self.after(&fault).await?;
         out
     }
 
@@ -265,9 +395,7 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
         let fault = self.take_fault(Op::Delete, key);
         self.before(&fault).await?;
         let out = self.inner.delete(key, expected).await;
-        if fault == Some(Fault::LoseResponse) {
-            return Err(lost().into());
-        }
+        self.after(&fault).await?;
         out
     }
 

@@ -33,7 +33,7 @@ pub mod proxy;
 pub mod sim;
 
 pub use clock::{TestClock, TEST_WALL_START};
-pub use faults::{Fault, FaultyBackend, Op, RandomFaults};
+pub use faults::{Fault, FaultCounts, FaultyBackend, Op, RandomFaults};
 pub use memory::{MemoryBackend, RequestCounts};
 
 /// A blocking lock factory over the process-wide in-memory table `table`: the
