@@ -1,0 +1,197 @@
+//! The checker: reads the recorded history and reports every violation.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::world::{History, Holding, World};
+use super::SimReport;
+use crate::FaultCounts;
+
+pub(super) fn check(world: &World) -> SimReport {
+    let h = world.history();
+    let mut order: Vec<&Holding> = h.holdings.iter().collect();
+    order.sort_by_key(|x| x.acquired);
+    let mut report = SimReport {
+        seed: world.config.seed,
+        violations: h.problems.clone(),
+        ..SimReport::default()
+    };
+    mutual_exclusion(world, &order, &mut report);
+    fencing(world, &h, &order, &mut report);
+    if world.config.check_liveness {
+        liveness(world, &h, &order, &mut report);
+    }
+    figures(world, &h, &mut report);
+    report
+}
+
+/// 1. At most one holder by the holders' own accounting: no acquisition
+///    starts before the latest end of the ones before it.
+fn mutual_exclusion(world: &World, order: &[&Holding], report: &mut SimReport) {
+    let mut latest: Option<&Holding> = None;
+    for x in order {
+        if let Some(prev) = latest {
+            if x.acquired < prev.end() {
+                report.violations.push(format!(
+                    "overlap: host {} handle {} (token {}) acquired at {:?} while host {} handle {} (token {}) held until {:?}",
+                    x.host, x.handle, x.token, world.at(x.acquired),
+                    prev.host, prev.handle, prev.token, world.at(prev.end())
+                ));
+            }
+        }
+        if latest.is_none_or(|p| x.end() > p.end()) {
+            latest = Some(x);
+        }
+    }
+}
+
+/// 2. Fencing: each acquisition's token is above the one before it, and the
+///    oracle never accepted a lower token after a higher one.
+///
+/// The one allowed exception is the clock dependence `docs/concepts.md`
+/// describes: a token restarted from the wall clock (the record had been
+/// deleted) by a client that had never seen the previous token may be
+/// lower. It is counted, not reported. A restart by a client that had seen
+/// the previous token must be above it.
+fn fencing(world: &World, h: &History, order: &[&Holding], report: &mut SimReport) {
+    report.token_restarts = order.iter().filter(|x| x.restart.is_some()).count() as u64;
+    for w in order.windows(2) {
+        let (prev, next) = (w[0], w[1]);
+        if next.token > prev.token {
+            continue;
+        }
+        match next.restart {
+            Some(seen) if seen.is_none_or(|s| s < prev.token) => {
+                report.clock_dependent_restarts += 1;
+            }
+            _ => report.violations.push(format!(
+                "token went back: {} (host {} handle {}) then {} (host {} handle {}) at {:?}{}",
+                prev.token,
+                prev.host,
+                prev.handle,
+                next.token,
+                next.host,
+                next.handle,
+                world.at(next.acquired),
+                match next.restart {
+                    Some(Some(seen)) => format!(
+                        ", restarted from the wall clock although its client had seen token {seen}"
+                    ),
+                    _ => String::new(),
+                }
+            )),
+        }
+    }
+    for w in h.accepted.windows(2) {
+        if w[1].2 < w[0].2 {
+            report.violations.push(format!(
+                "the resource accepted token {} from host {} at {:?} after token {} from host {}",
+                w[1].2,
+                w[1].1,
+                world.at(w[1].0),
+                w[0].2,
+                w[0].1
+            ));
+        }
+    }
+}
+
+/// 4. Liveness: once the lock is free or abandoned, a waiter on a healthy
+///    host gets it within `(max lease × (1 + d) + 2.4 × poll) / slowest
+///    rate + lock_delay`.
+fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimReport) {
+    let config = &world.config;
+    let slowest = h.rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let lease = config.max_lease();
+    let poll = lynk_core::ClientConfig::default()
+        .poll_interval
+        .min(lease / 4);
+    let bound = (lease.mul_f64(1.0 + config.drift_allowance) + poll.mul_f64(2.4)).div_f64(slowest)
+        + config.lock_delay
+        + Duration::from_millis(50);
+    // A waiter's host must have been healthy from a little before it had to
+    // start watching (a call in flight when a pause ended) to its deadline.
+    let settle = lynk_core::ClientConfig::default().call_timeout_for(lease);
+    let healthy = |host: usize, from: Instant, to: Instant| {
+        !h.unhealthy
+            .iter()
+            .any(|&(hh, a, b)| hh == host && a < to && b + settle > from)
+    };
+    for &(freed, by, how) in &h.freed {
+        let until = order
+            .iter()
+            // A release may hand over at its very instant; the acquisition
+            // a crash or pause ends may have been at its very instant.
+            .find(|x| x.acquired > freed || (how == "release" && x.acquired == freed))
+            .map_or(world.end, |x| x.acquired);
+        // Waiters on healthy hosts that still waited a bound after the lock
+        // was free (or after they began to wait, if later).
+        let mut checked = h.waits.iter().filter(|w| {
+            let from = w.since.max(freed);
+            let due = from + bound;
+            w.since <= until
+                && w.until.is_none_or(|end| end >= due.min(until))
+                && healthy(w.host, from, due)
+        });
+        let Some(first) = checked.next() else {
+            continue;
+        };
+        report.liveness_checks += 1;
+        let late = std::iter::once(first)
+            .chain(checked)
+            .find(|w| w.since.max(freed) + bound < until);
+        if let Some(w) = late {
+            report.violations.push(format!(
+                "liveness: lock free at {:?} ({how} by host {by}), host {} waiting since {:?}, next acquisition at {:?} (bound {:?})",
+                world.at(freed), w.host, world.at(w.since), world.at(until), bound
+            ));
+        }
+    }
+}
+
+fn figures(world: &World, h: &History, report: &mut SimReport) {
+    let c = &h.counts;
+    report.operations = world.store.requests.load(Ordering::Relaxed);
+    report.acquisitions = h.holdings.len() as u64;
+    let mut faults = FaultCounts::default();
+    for f in world
+        .faults
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        faults += f.injected_by_kind();
+    }
+    report.faults = faults;
+    for client in world
+        .clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        let m = client.metrics();
+        report.handovers += m.handovers;
+        report.takeovers += m.takeovers;
+    }
+    report.partitioned_calls = world
+        .links
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|l| l.partitioned_calls.load(Ordering::Relaxed))
+        .sum();
+    report.pauses = c.pauses;
+    report.crashes = c.crashes;
+    report.partitions = c.partitions;
+    report.wall_steps = c.wall_steps;
+    report.try_granted = c.try_granted;
+    report.try_busy = c.try_busy;
+    report.try_errors = c.try_errors;
+    report.acquire_timeouts = c.acquire_timeouts;
+    report.acquire_errors = c.acquire_errors;
+    report.payload_checks = c.payload_checks;
+    report.lost_signals = c.lost_signals;
+    report.release_errors = c.release_errors;
+    report.accepted_writes = h.accepted.len() as u64;
+    report.rejected_writes = c.rejected_writes;
+}
