@@ -128,6 +128,15 @@ impl StdError for BackendError {
     }
 }
 
+impl PartialEq for BackendError {
+    /// Equal kind and message (the source chain is not compared).
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for BackendError {}
+
 impl Clone for BackendError {
     /// Clones kind and message; the source chain is flattened into the message.
     fn clone(&self) -> Self {

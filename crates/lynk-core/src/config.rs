@@ -187,6 +187,18 @@ impl ClientConfig {
                 "it is zero; use at least a few milliseconds",
             ));
         }
+        self.validate_limits()?;
+        if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
+            return Err(LockError::invalid(
+                "backoff",
+                "initial backoff must be positive and no larger than the maximum backoff",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Time limits and periods must be representable next to a lease.
+    fn validate_limits(&self) -> Result<(), LockError> {
         if let Some(t) = self.call_timeout {
             if t < Duration::from_millis(1) || t > MAX_LEASE {
                 return Err(LockError::invalid(
@@ -215,12 +227,6 @@ impl ClientConfig {
                     format!("{d:?} is longer than the longest lease ({MAX_LEASE:?})"),
                 ));
             }
-        }
-        if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
-            return Err(LockError::invalid(
-                "backoff",
-                "initial backoff must be positive and no larger than the maximum backoff",
-            ));
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ pub enum LostReason {
     /// holder can no longer be sure nobody else holds the lock.
     HeartbeatsFailed {
         /// The last heartbeat error, if one was seen (none means they stalled).
-        last_error: Option<String>,
+        last_error: Option<BackendError>,
     },
     /// Another client's record replaced ours: the lock was taken over, or
     /// released by an operator.
@@ -25,7 +25,7 @@ pub enum LostReason {
     /// was deleted).
     BackendFailed {
         /// The error.
-        error: String,
+        error: BackendError,
     },
     /// [`LockClient::shutdown`](crate::LockClient::shutdown) released the lock.
     ClientShutDown,
@@ -33,6 +33,9 @@ pub enum LostReason {
     /// ([`Lock::without_heartbeat`](crate::Lock::without_heartbeat)) and its
     /// lease is running out.
     LeaseRanOut,
+    /// The acquisition got the largest possible fencing token and was
+    /// released at once; see [`LockError::TokenExhausted`].
+    TokenExhausted,
 }
 
 impl fmt::Display for LostReason {
@@ -54,6 +57,7 @@ impl fmt::Display for LostReason {
             LostReason::LeaseRanOut => {
                 f.write_str("the lease ran out (held without heartbeats); finish sooner or choose a longer lease")
             }
+            LostReason::TokenExhausted => f.write_str("its fencing token is exhausted"),
         }
     }
 }
@@ -67,7 +71,7 @@ impl fmt::Display for LostReason {
 #[non_exhaustive]
 pub enum LockError {
     /// `acquire` waited as long as it was allowed to and the lock was not granted.
-    #[error("{}", not_granted(name, *waited, holder.as_deref(), last_error.as_deref()))]
+    #[error("{}", not_granted(name, *waited, holder.as_deref(), last_error.as_ref()))]
     NotGranted {
         /// The lock name.
         name: String,
@@ -77,7 +81,7 @@ pub enum LockError {
         holder: Option<String>,
         /// The last store error seen while waiting, if the store was failing
         /// (the wait may have been spent retrying it rather than behind a holder).
-        last_error: Option<String>,
+        last_error: Option<BackendError>,
     },
     /// The lease was lost: stop touching the protected resource.
     #[error(
@@ -143,13 +147,22 @@ pub enum LockError {
         /// The lock name.
         name: String,
     },
+    /// The lock engine failed (a bug in lynk: please report it). Nothing is
+    /// held; trying again starts afresh.
+    #[error("lock {name:?}: the lock engine failed during {during} (a bug in lynk: please report it); try again")]
+    Internal {
+        /// The lock name.
+        name: String,
+        /// What the engine was doing, e.g. "acquire".
+        during: &'static str,
+    },
 }
 
 fn not_granted(
     name: &str,
     waited: Duration,
     holder: Option<&str>,
-    last_error: Option<&str>,
+    last_error: Option<&BackendError>,
 ) -> String {
     let waited = format!("{:.1?}", waited);
     match (holder, last_error) {
@@ -157,10 +170,10 @@ fn not_granted(
             "lock {name:?} was not granted within {waited}: the store kept failing ({e}); check the store, then retry"
         ),
         (Some(h), None) => format!(
-            "lock {name:?} was not granted within {waited}: held by {h}; wait longer, or see why with `lynk describe`"
+            "lock {name:?} was not granted within {waited}: held by {h}; wait longer, or read its record to see why"
         ),
         (None, None) => format!(
-            "lock {name:?} was not granted within {waited}: another client holds it; wait longer, or see who with `lynk describe`"
+            "lock {name:?} was not granted within {waited}: another client holds it; wait longer, or read its record to see who"
         ),
     }
 }
@@ -170,6 +183,7 @@ impl LockError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LockError::NotGranted { .. }
+            | LockError::Internal { .. }
             | LockError::Lost { .. }
             | LockError::Throttled { .. }
             | LockError::Unavailable { .. }

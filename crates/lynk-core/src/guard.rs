@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::client::ClientInner;
-use crate::lease::LeaseShared;
-use crate::{release, FencingToken, LockError, LostReason};
+use crate::engine::{LeaseHandle, LeaseShared};
+use crate::{FencingToken, LockError, LostReason, Version};
 
 /// Proof that this process holds a lock, while its lease lasts.
 ///
@@ -27,50 +26,49 @@ use crate::{release, FencingToken, LockError, LostReason};
 /// hands the lock to the next waiter of this process if there is one.
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
-    pub(crate) inner: Arc<ClientInner>,
-    pub(crate) lease: Arc<LeaseShared>,
-    released: bool,
+    handle: LeaseHandle,
 }
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lease = self.lease();
         f.debug_struct("LockGuard")
-            .field("name", &self.lease.name)
-            .field("fencing_token", &self.lease.token)
-            .field("lease", &self.lease.lease)
-            .field("lost", &self.lease.lost_reason())
+            .field("name", &lease.name)
+            .field("fencing_token", &lease.token)
+            .field("lease", &lease.lease)
+            .field("lost", &lease.lost_reason())
             .finish()
     }
 }
 
 impl LockGuard {
-    pub(crate) fn new(inner: Arc<ClientInner>, lease: Arc<LeaseShared>) -> Self {
-        LockGuard {
-            inner,
-            lease,
-            released: false,
-        }
+    pub(crate) fn new(handle: LeaseHandle) -> Self {
+        LockGuard { handle }
+    }
+
+    fn lease(&self) -> &Arc<LeaseShared> {
+        self.handle.lease()
     }
 
     /// The lock name.
     pub fn name(&self) -> &str {
-        &self.lease.name
+        &self.lease().name
     }
 
     /// This acquisition's fencing token: higher than that of every earlier
     /// acquisition of the same lock name.
     pub fn fencing_token(&self) -> FencingToken {
-        self.lease.token
+        self.lease().token
     }
 
     /// The lease duration written into the record.
     pub fn lease_duration(&self) -> Duration {
-        self.lease.lease
+        self.lease().lease
     }
 
     /// The payload written with this acquisition.
     pub fn payload(&self) -> Option<&Bytes> {
-        self.lease.payload.as_ref()
+        self.lease().payload.as_ref()
     }
 
     /// The instant (on the client's clock) after which this holder can no
@@ -87,19 +85,19 @@ impl LockGuard {
     /// signal and safe deadline, without the right to release.
     pub fn watch(&self) -> LeaseWatch {
         LeaseWatch {
-            lease: self.lease.clone(),
-            safe_for: self.inner.config.safe_for(self.lease.lease),
+            lease: self.lease().clone(),
+            safe_for: self.handle.engine().config.safe_for(self.lease().lease),
         }
     }
 
     /// `true` once the lease is lost. Check it before each step of long work.
     pub fn is_lost(&self) -> bool {
-        is_lost(&self.lease)
+        is_lost(self.lease())
     }
 
     /// Why the lease was lost, if it was.
     pub fn lost_reason(&self) -> Option<LostReason> {
-        lost_reason(&self.lease)
+        lost_reason(self.lease())
     }
 
     /// A future that completes when the lease is lost.
@@ -108,14 +106,14 @@ impl LockGuard {
     ///
     /// Cancel safe.
     pub fn lost(&self) -> WaitForCancellationFuture<'_> {
-        self.lease.lost.cancelled()
+        self.lease().lost.cancelled()
     }
 
     /// A cancellation token cancelled when the lease is lost. Hand it to tasks
     /// that must stop when the lock is gone. Cancelling it yourself does not
     /// release the lock.
     pub fn lost_token(&self) -> CancellationToken {
-        self.lease.lost.child_token()
+        self.lease().lost.child_token()
     }
 
     /// Runs `work` while the lease holds. If the lease is lost first, `work` is
@@ -127,7 +125,7 @@ impl LockGuard {
     pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, LockError> {
         tokio::select! {
             biased;
-            _ = self.lease.lost.cancelled() => Err(self.lost_error()),
+            _ = self.lease().lost.cancelled() => Err(self.lost_error()),
             out = work => Ok(out),
         }
     }
@@ -152,43 +150,39 @@ impl LockGuard {
     ///
     /// Cancel safe: the release runs in a task of its own and completes even
     /// if this future is dropped.
-    pub async fn release(mut self) -> Result<(), LockError> {
-        self.released = true;
-        let inner = self.inner.clone();
-        let lease = self.lease.clone();
-        let task = self
-            .inner
-            .spawn_tracked(async move { release::release_guard(&inner, lease).await });
-        match task.await {
-            Ok(result) => result,
-            Err(_) => Err(LockError::ShutDown),
-        }
+    pub async fn release(self) -> Result<(), LockError> {
+        self.handle.release().await
+    }
+
+    /// The version the store holds for this lease, as far as this client
+    /// knows (waits for a heartbeat in flight). With it, anyone can later
+    /// release the record conditionally, e.g. `lynk release --version`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn record_version(&self) -> Version {
+        self.handle.version().await
+    }
+
+    /// Stops heartbeating the lock and forgets it, **without releasing it**:
+    /// the record stays in the store and the lock stays held by it until its
+    /// lease runs out (waiters then take it over) or someone releases it by
+    /// its version. For a process that hands a held lock on to another (as
+    /// `lynk acquire` does) and exits. Take [`record_version`](Self::record_version)
+    /// first to be able to release it later.
+    pub fn detach(self) {
+        self.handle.detach();
     }
 
     fn lost_error(&self) -> LockError {
+        let lease = self.lease();
         LockError::Lost {
-            name: self.lease.name.clone(),
-            reason: self
-                .lease
+            name: lease.name.clone(),
+            reason: lease
                 .lost_reason()
                 .unwrap_or(LostReason::HeartbeatsFailed { last_error: None }),
         }
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let inner = self.inner.clone();
-        let lease = self.lease.clone();
-        // Best effort: if the runtime is gone the lease expires on its own.
-        drop(self.inner.spawn_tracked(async move {
-            if let Err(e) = release::release_guard(&inner, lease).await {
-                tracing::warn!(error = %e, "release on drop failed");
-            }
-        }));
     }
 }
 
@@ -203,16 +197,19 @@ pub struct LeaseWatch {
 impl fmt::Debug for LeaseWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LeaseWatch")
-            .field("name", &self.lease.name)
-            .field("fencing_token", &self.lease.token)
+            .field("name", &self.lease().name)
+            .field("fencing_token", &self.lease().token)
             .finish_non_exhaustive()
     }
 }
 
 impl LeaseWatch {
+    fn lease(&self) -> &Arc<LeaseShared> {
+        &self.lease
+    }
     /// The fencing token of the watched acquisition.
     pub fn fencing_token(&self) -> FencingToken {
-        self.lease.token
+        self.lease().token
     }
 
     /// As [`LockGuard::safe_deadline`].
@@ -222,12 +219,12 @@ impl LeaseWatch {
 
     /// As [`LockGuard::is_lost`].
     pub fn is_lost(&self) -> bool {
-        is_lost(&self.lease)
+        is_lost(self.lease())
     }
 
     /// As [`LockGuard::lost_reason`].
     pub fn lost_reason(&self) -> Option<LostReason> {
-        lost_reason(&self.lease)
+        lost_reason(self.lease())
     }
 
     /// As [`LockGuard::lost`].

@@ -39,40 +39,32 @@
 //! See `docs/concepts.md` in the repository for the protocol and its
 //! guarantees.
 
-mod acquirer;
 mod backend;
 mod backend_error;
 pub mod blocking;
-mod calls;
 mod client;
 mod clock;
 mod config;
+mod engine;
 mod error;
 mod guard;
-mod keeper;
-mod lease;
 mod lock;
 mod metrics;
 mod record;
-mod release;
-mod slot;
-mod token_floor;
 
 pub use backend::{Capabilities, Condition, LockBackend, TokenUpdate, WriteError, WriteRequest};
 pub use backend_error::{BackendError, BackendErrorKind};
-pub use client::{LockClient, LockClientBuilder, ShutdownReport};
+pub use client::{LockClient, LockClientBuilder};
 pub use clock::{Clock, Sleep, SystemClock};
 pub use config::{
     ClientConfig, Mutations, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
 };
+pub use engine::ShutdownReport;
 pub use error::{LockError, LostReason};
 pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;
 pub use metrics::MetricsSnapshot;
 pub use record::{FencingToken, LockRecord, Version};
-
-/// The original lynk's name for the client: a factory of locks bound to one table.
-pub type LockFactory = LockClient;
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

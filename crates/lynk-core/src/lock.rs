@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::config::{validate_lease, validate_name, validate_payload};
-use crate::slot::{AcquireSpec, Grant, Waiter};
+use crate::engine::{AcquireSpec, Grant};
 use crate::{LockClient, LockError, LockGuard};
 
 /// A handle to one lock name, made by
@@ -100,7 +100,7 @@ impl Lock {
     /// As [`acquire`](Lock::acquire).
     pub async fn acquire_timeout(&self, wait: Duration) -> Result<LockGuard, LockError> {
         // A wait too long to represent (e.g. `Duration::MAX`) is no limit.
-        let deadline = self.client.inner.clock.now().checked_add(wait);
+        let deadline = self.client.engine.clock.now().checked_add(wait);
         self.acquire_until(deadline).await
     }
 
@@ -112,7 +112,7 @@ impl Lock {
     pub async fn acquire_until(&self, deadline: Option<Instant>) -> Result<LockGuard, LockError> {
         let span = tracing::info_span!("lynk.acquire", lock = %self.name);
         async {
-            let started = self.client.inner.clock.now();
+            let started = self.client.engine.clock.now();
             let rx = self.enqueue(false)?;
             let grant = match deadline {
                 None => rx.await,
@@ -120,17 +120,11 @@ impl Lock {
                     tokio::select! {
                         biased;
                         grant = rx => grant,
-                        _ = self.client.inner.clock.sleep_until(deadline) => {
-                            let (holder, last_error) = self
-                                .client
-                                .inner
-                                .slots()
-                                .get(&self.name)
-                                .map(|s| (s.last_holder.clone(), s.last_error.clone()))
-                                .unwrap_or_default();
+                        _ = self.client.engine.clock.sleep_until(deadline) => {
+                            let (holder, last_error) = self.client.engine.wait_info(&self.name);
                             return Err(LockError::NotGranted {
                                 name: self.name.clone(),
-                                waited: self.client.inner.clock.now().saturating_duration_since(started),
+                                waited: self.client.engine.clock.now().saturating_duration_since(started),
                                 holder,
                                 last_error,
                             });
@@ -139,7 +133,7 @@ impl Lock {
                 }
             };
             match grant {
-                Ok(Ok(Some(guard))) => Ok(guard),
+                Ok(Ok(Some(lease))) => Ok(LockGuard::new(lease)),
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(None)) | Err(_) => Err(LockError::ShutDown),
             }
@@ -162,7 +156,7 @@ impl Lock {
             match self.enqueue(true) {
                 Err(e) => Err(e),
                 Ok(rx) => match rx.await {
-                    Ok(grant) => grant,
+                    Ok(grant) => grant.map(|lease| lease.map(LockGuard::new)),
                     Err(_) => Err(LockError::ShutDown),
                 },
             }
@@ -177,35 +171,11 @@ impl Lock {
         if let Some(p) = &self.payload {
             validate_payload(p)?;
         }
-        let inner = &self.client.inner;
-        if inner.is_closed() {
-            return Err(LockError::ShutDown);
-        }
-        let (tx, rx) = oneshot::channel();
-        let mut slots = inner.slots();
-        let state = slots.entry(self.name.clone()).or_default();
-        state.prune();
-        if try_once && (state.holder.is_some() || !state.waiters.is_empty()) {
-            let _ = tx.send(Ok(None));
-            drop(slots);
-            return Ok(rx);
-        }
-        state.waiters.push_back(Waiter {
-            id: inner.next_id(),
-            spec: AcquireSpec {
-                lease: self.lease,
-                payload: self.payload.clone(),
-                heartbeat: self.heartbeat,
-            },
-            try_once,
-            tx,
-        });
-        if try_once && state.acquirer_running {
-            // The acquirer may be asleep until its next poll: the answer
-            // should come after one attempt, not after that.
-            state.wake.notify_one();
-        }
-        inner.ensure_acquirer(&mut slots, &self.name);
-        Ok(rx)
+        let spec = AcquireSpec {
+            lease: self.lease,
+            payload: self.payload.clone(),
+            heartbeat: self.heartbeat,
+        };
+        self.client.engine.enqueue(&self.name, spec, try_once)
     }
 }

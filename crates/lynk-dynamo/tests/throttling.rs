@@ -103,7 +103,7 @@ async fn lost_signal_fires_in_time_when_every_write_is_throttled() {
     match guard.lost_reason() {
         Some(LostReason::HeartbeatsFailed { last_error }) => {
             assert!(
-                last_error.as_deref().is_none_or(|e| e.contains("throttl")),
+                last_error.as_ref().is_none_or(|e| e.message().contains("throttl")),
                 "{last_error:?}"
             );
         }

@@ -90,7 +90,7 @@ async fn acquire_timeout_on_a_silent_store_says_so() {
         LockError::NotGranted {
             last_error: Some(e),
             ..
-        } => assert!(e.contains("did not answer"), "{err}"),
+        } => assert!(e.message().contains("did not answer"), "{err}"),
         other => panic!("{other:?}"),
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::client::ClientInner;
+use super::Engine;
 use crate::LockRecord;
 
 /// The most names remembered; beyond it an arbitrary one is forgotten (its
@@ -48,7 +48,7 @@ impl TokenFloor {
     }
 }
 
-impl ClientInner {
+impl Engine {
     /// Notes the token of a record seen in the store.
     pub(crate) fn observe_token(&self, record: &LockRecord) {
         if let Some(t) = record.fencing_token {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::writes::OwnWrites;
 use crate::{FencingToken, LockError, LockRecord, LostReason, Version};
 
 /// The part of a lease that changes with every write. Heartbeats and releases
@@ -17,20 +18,10 @@ use crate::{FencingToken, LockError, LockRecord, LostReason, Version};
 pub(crate) struct LeaseCore {
     /// The version the store holds for us, as far as we know.
     pub(crate) version: Version,
-    /// Versions of writes whose outcome is not known yet, with the instant
-    /// each was sent. If the store turns out to hold one of them, that write
-    /// applied and the lease is valid from its send instant.
-    pub(crate) pending: Vec<(Version, Instant)>,
-}
-
-impl LeaseCore {
-    /// The send instant of `version` if it is one of our pending writes.
-    pub(crate) fn pending_sent_at(&self, version: &Version) -> Option<Instant> {
-        self.pending
-            .iter()
-            .find(|(v, _)| v == version)
-            .map(|(_, at)| *at)
-    }
+    /// Heartbeats whose outcome is not known yet. If the store turns out to
+    /// hold one of them, that write applied and the lease is valid from its
+    /// send instant.
+    pub(crate) pending: OwnWrites,
 }
 
 /// Where a lease is in its life. Every transition happens under one mutex,
@@ -107,7 +98,7 @@ impl LeaseShared {
             heartbeat,
             core: tokio::sync::Mutex::new(LeaseCore {
                 version: record.version.clone(),
-                pending: Vec::new(),
+                pending: OwnWrites::default(),
             }),
             valid_from: Mutex::new(sent_at),
             lost: CancellationToken::new(),

@@ -12,10 +12,10 @@
 use std::future::Future;
 use std::time::Instant;
 
-use crate::client::ClientInner;
+use super::Engine;
 use crate::{BackendError, BackendErrorKind, LockRecord, Version, WriteError, WriteRequest};
 
-impl ClientInner {
+impl Engine {
     /// Runs `call` until `deadline`; `None` if the deadline came first.
     async fn within<T>(&self, deadline: Instant, call: impl Future<Output = T>) -> Option<T> {
         tokio::select! {

@@ -1,0 +1,77 @@
+//! A granted lease, owned: what the engine hands a waiter, and what
+//! [`LockGuard`](crate::LockGuard) wraps.
+
+use std::sync::Arc;
+
+use super::lease::LeaseShared;
+use super::{release, Engine};
+use crate::{LockError, Version};
+
+/// Ownership of one held lease. Dropping it releases the lease in the
+/// background (or hands it to the next local waiter), unless it was released
+/// or detached first; so a lease granted to a waiter that already left is
+/// never stranded.
+#[derive(Debug)]
+pub(crate) struct LeaseHandle {
+    engine: Arc<Engine>,
+    lease: Arc<LeaseShared>,
+    done: bool,
+}
+
+impl LeaseHandle {
+    pub(crate) fn new(engine: Arc<Engine>, lease: Arc<LeaseShared>) -> Self {
+        LeaseHandle {
+            engine,
+            lease,
+            done: false,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &Arc<LeaseShared> {
+        &self.lease
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The version the store holds for this lease, as far as the client
+    /// knows (a heartbeat in flight is waited for).
+    pub(crate) async fn version(&self) -> Version {
+        self.lease.core.lock().await.version.clone()
+    }
+
+    /// Releases the lease in a task of its own (so dropping the returned
+    /// future does not stop it) and waits for the outcome.
+    pub(crate) async fn release(mut self) -> Result<(), LockError> {
+        self.done = true;
+        let (engine, lease) = (self.engine.clone(), self.lease.clone());
+        let task = self
+            .engine
+            .spawn_tracked(async move { release::release_guard(&engine, lease).await });
+        task.await.unwrap_or(Err(LockError::ShutDown))
+    }
+
+    /// Stops renewing the lease and forgets it, without releasing: the
+    /// record stays as it is and expires after its lease unless someone
+    /// releases it by its version.
+    pub(crate) fn detach(mut self) {
+        self.done = true;
+        self.engine.detach(&self.lease);
+    }
+}
+
+impl Drop for LeaseHandle {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (engine, lease) = (self.engine.clone(), self.lease.clone());
+        // Best effort: if the runtime is gone the lease expires on its own.
+        drop(self.engine.spawn_tracked(async move {
+            if let Err(e) = release::release_guard(&engine, lease).await {
+                tracing::warn!(error = %e, "release on drop failed");
+            }
+        }));
+    }
+}

@@ -1,0 +1,283 @@
+//! The lock engine behind the public face ([`LockClient`](crate::LockClient),
+//! [`Lock`](crate::Lock), [`LockGuard`](crate::LockGuard)): one [`Engine`]
+//! per client owns the backend, the clock, the settings, the per-name
+//! [`slots`] and every lease; it is the one place that spawns tasks.
+//!
+//! - [`writes`]: every write the protocol makes, and how a failed or
+//!   unanswered write is resolved;
+//! - [`acquirer`], [`keeper`], [`release`]: the tasks, which use the engine
+//!   and nothing of the public face;
+//! - [`calls`]: store calls with time limits; [`token_floor`]: the highest
+//!   token seen per name; [`lease`]: one held lease; [`handle`]: the owned
+//!   lease a waiter is granted; [`shutdown`].
+
+mod acquirer;
+mod calls;
+mod handle;
+mod keeper;
+mod lease;
+mod release;
+mod shutdown;
+mod slots;
+mod token_floor;
+mod writes;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub(crate) use handle::LeaseHandle;
+pub(crate) use lease::LeaseShared;
+pub use shutdown::ShutdownReport;
+pub(crate) use slots::{AcquireSpec, Grant};
+
+use crate::metrics::Metrics;
+use crate::{ClientConfig, Clock, FencingToken, LockBackend, LockError, LockRecord, LostReason};
+use keeper::KeeperCommand;
+use slots::{AcquirerStart, Enqueued, Slots, Waiter};
+use token_floor::TokenFloor;
+use writes::OwnWrites;
+
+/// The engine of one client.
+pub(crate) struct Engine {
+    pub(crate) backend: Arc<dyn LockBackend>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ClientConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    runtime: tokio::runtime::Handle,
+    slots: Slots,
+    keeper: mpsc::UnboundedSender<KeeperCommand>,
+    closed: AtomicBool,
+    next_id: AtomicU64,
+    rng: Mutex<StdRng>,
+    /// Every lease not yet released, so a shutdown can release (or wait for)
+    /// each one and report it.
+    leases: Mutex<HashMap<u64, Arc<LeaseShared>>>,
+    /// The acquirer and release tasks, so a shutdown can wait for them.
+    tasks: TaskTracker,
+    token_floor: TokenFloor,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.backend)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts an engine on the current tokio runtime, with its heartbeat task.
+    pub(crate) fn start(
+        backend: Arc<dyn LockBackend>,
+        clock: Arc<dyn Clock>,
+        config: ClientConfig,
+    ) -> Result<Arc<Engine>, LockError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            LockError::invalid(
+                "runtime",
+                "LockClient::build must be called inside a tokio runtime; use lynk_core::blocking::LockFactory from non-async code",
+            )
+        })?;
+        let rng = match config.jitter_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Arc::new(Engine {
+            backend,
+            clock,
+            config,
+            metrics: Arc::default(),
+            runtime: runtime.clone(),
+            slots: Slots::default(),
+            keeper: tx,
+            closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            rng: Mutex::new(rng),
+            leases: Mutex::default(),
+            tasks: TaskTracker::new(),
+            token_floor: TokenFloor::default(),
+        });
+        let span = tracing::debug_span!("lynk.keeper");
+        runtime.spawn(keeper::run(Arc::downgrade(&engine), rx).instrument(span));
+        Ok(engine)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `base` stretched by a random 0–20 %, so pollers spread out.
+    pub(crate) fn jitter(&self, base: Duration) -> Duration {
+        let factor: f64 = self
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gen_range(1.0..1.2);
+        base.mul_f64(factor)
+    }
+
+    /// Spawns an engine task (an acquirer, a release) that a shutdown waits for.
+    pub(crate) fn spawn_tracked<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn_on(task, &self.runtime)
+    }
+
+    /// The instant a lease written by a write sent at `sent` is valid from.
+    pub(crate) fn lease_start(&self, sent: Instant) -> Instant {
+        if self.config.mutations.time_lease_from_response {
+            return self.clock.now();
+        }
+        sent
+    }
+
+    /// A new lease for a record this client just wrote (sent at `sent`),
+    /// remembered until its release finishes.
+    pub(crate) fn new_lease(
+        &self,
+        record: &LockRecord,
+        sent: Instant,
+        fallback_token: FencingToken,
+        heartbeat: bool,
+    ) -> Arc<LeaseShared> {
+        let lease = Arc::new(LeaseShared::new(
+            self.next_id(),
+            record,
+            self.lease_start(sent),
+            fallback_token,
+            heartbeat,
+        ));
+        self.leases_map().insert(lease.id, lease.clone());
+        lease
+    }
+
+    fn leases_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<LeaseShared>>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets a lease whose release finished. Once a shutdown began, leases
+    /// are kept until it has reported them.
+    pub(crate) fn forget_lease(&self, id: u64) {
+        if !self.is_closed() {
+            self.leases_map().remove(&id);
+        }
+    }
+
+    /// Queues a waiter for `name` with `spec`; the receiver gets its grant.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        name: &str,
+        spec: AcquireSpec,
+        try_once: bool,
+    ) -> Result<oneshot::Receiver<Grant>, LockError> {
+        if self.is_closed() {
+            return Err(LockError::ShutDown);
+        }
+        let (waiter, rx) = Waiter::new(self.next_id(), spec, try_once);
+        if let Enqueued::Queued(start) = self.slots.enqueue(name, waiter) {
+            self.start_acquirer(start);
+        }
+        Ok(rx)
+    }
+
+    /// Spawns the acquirer a slot transition asked for.
+    fn start_acquirer(self: &Arc<Self>, start: Option<AcquirerStart>) {
+        let Some(AcquirerStart { name, seed }) = start else {
+            return;
+        };
+        let span = tracing::debug_span!("lynk.acquire", lock = %name);
+        drop(self.spawn_tracked(acquirer::run(self.clone(), name, seed).instrument(span)));
+    }
+
+    /// The last holder and store error seen while waiting for `name`.
+    pub(crate) fn wait_info(&self, name: &str) -> (Option<String>, Option<crate::BackendError>) {
+        self.slots.wait_info(name)
+    }
+
+    /// Names of the locks held now.
+    pub(crate) fn held_names(&self) -> Vec<String> {
+        self.slots.held_names()
+    }
+
+    /// One bounded, strongly consistent read of `name`'s record.
+    pub(crate) async fn describe(&self, name: &str) -> Result<Option<LockRecord>, LockError> {
+        let limit = self.config.call_timeout_for(self.config.default_lease);
+        self.read_by(name, self.clock.now() + limit)
+            .await
+            .map_err(|e| LockError::from_backend(name, "read", e))
+    }
+
+    /// Gives a lease just installed as the slot's holder to `waiter` and
+    /// starts its heartbeats; or, when the client was shut down meanwhile or
+    /// the lease's token cannot be trusted to increase, releases it at once
+    /// and tells the waiter why.
+    fn deliver(self: &Arc<Self>, lease: Arc<LeaseShared>, waiter: Option<Waiter>) {
+        let refusal = if self.is_closed() {
+            Some((LostReason::ClientShutDown, LockError::ShutDown))
+        } else if lease.token.get() == u64::MAX {
+            let error = LockError::TokenExhausted {
+                name: lease.name.clone(),
+            };
+            Some((LostReason::TokenExhausted, error))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            tracing::warn!(lock = %lease.name, %error, "releasing a lock just acquired");
+            lease.mark_lost(reason);
+            drop(LeaseHandle::new(self.clone(), lease)); // releases in the background
+            if let Some(w) = waiter {
+                w.answer(Err(error));
+            }
+            return;
+        }
+        let _ = self.keeper.send(KeeperCommand::Register(lease.clone()));
+        let handle = LeaseHandle::new(self.clone(), lease);
+        match waiter {
+            Some(w) => w.answer(Ok(Some(handle))),
+            // Nobody to take it: dropping the handle releases or hands over.
+            None => drop(handle),
+        }
+    }
+
+    /// `lease` no longer holds its name (released, lost, detached): clears
+    /// it as the holder, requeues a popped waiter, remembers acquisition
+    /// writes of unknown outcome, and lets the queue poll.
+    pub(crate) fn clear_holder(
+        self: &Arc<Self>,
+        lease: &LeaseShared,
+        requeue: Option<Waiter>,
+        ambiguous: &OwnWrites,
+    ) {
+        let start = self
+            .slots
+            .clear_holder(&lease.name, lease.id, requeue, ambiguous);
+        self.start_acquirer(start);
+    }
+
+    /// Stops renewing `lease` and forgets it without releasing the record.
+    pub(crate) fn detach(self: &Arc<Self>, lease: &Arc<LeaseShared>) {
+        if let lease::ReleaseStart::Started { .. } = lease.begin_release(None) {
+            lease.finish_release(Ok(()));
+            self.clear_holder(lease, None, &OwnWrites::default());
+            self.forget_lease(lease.id);
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Every write the lock protocol makes, and how a failed or unanswered write
+//! is resolved. Read this file to know what lynk stores and when.
+//!
+//! | write | condition | token | lease, payload |
+//! |---|---|---|---|
+//! | [`acquire`](Engine::acquire_request) | `Vacant` (free) or `VersionIs(seen)` (takeover) | next | the waiter's |
+//! | [`heartbeat`](Engine::heartbeat_request) | `VersionIs(ours)` | kept | the holder's |
+//! | [`handover`](Engine::handover_request) | `VersionIs(ours)` | next | the next waiter's |
+//! | [`release`](Engine::release_request) | `VersionIs(ours)` | kept | zero, none; `released` |
+//! | release by delete (`ReleaseMode::Delete`) | version is ours | gone | gone |
+//!
+//! Every write carries a fresh random version, so a write whose response was
+//! lost is recognised later: a record carrying one of a client's own
+//! versions ([`OwnWrites`]) was written by that attempt.
+
+use std::time::{Duration, Instant};
+
+use super::lease::LeaseCore;
+use super::slots::AcquireSpec;
+use super::Engine;
+use crate::{BackendError, Condition, LockRecord, TokenUpdate, Version, WriteError, WriteRequest};
+
+/// The most own writes remembered per list; older ones only delay a takeover
+/// of our own record by one lease, never break safety.
+const MAX_OWN_WRITES: usize = 64;
+
+/// Writes this client sent, each with its send instant: if the store turns
+/// out to hold one of their versions, that write applied, and the lease it
+/// made is valid from that instant.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OwnWrites(Vec<(Version, Instant)>);
+
+impl OwnWrites {
+    /// Remembers a write sent at `sent` (the newest [`MAX_OWN_WRITES`]).
+    pub(crate) fn push(&mut self, version: Version, sent: Instant) {
+        self.0.push((version, sent));
+        let excess = self.0.len().saturating_sub(MAX_OWN_WRITES);
+        self.0.drain(..excess);
+    }
+
+    /// Adds every write of `other`.
+    pub(crate) fn extend(&mut self, other: &OwnWrites) {
+        for (v, at) in &other.0 {
+            self.push(v.clone(), *at);
+        }
+    }
+
+    /// The send instant of `version`, if it is one of these writes.
+    pub(crate) fn sent_at(&self, version: &Version) -> Option<Instant> {
+        self.0.iter().find(|(v, _)| v == version).map(|(_, at)| *at)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Only the write of `version`, sent at `sent`.
+    pub(crate) fn one(version: Version, sent: Instant) -> Self {
+        OwnWrites(vec![(version, sent)])
+    }
+}
+
+/// A write about to be sent, with its version and send instant.
+pub(crate) struct Outgoing {
+    pub(crate) request: WriteRequest,
+    pub(crate) version: Version,
+    pub(crate) sent: Instant,
+}
+
+impl Engine {
+    fn outgoing(
+        &self,
+        name: &str,
+        condition: Condition,
+        token: TokenUpdate,
+        lease: Duration,
+        payload: Option<bytes::Bytes>,
+        released: bool,
+    ) -> Outgoing {
+        let version = Version::random();
+        let request = WriteRequest {
+            key: name.to_owned(),
+            condition,
+            version: version.clone(),
+            lease_duration: lease,
+            host: self.config.host_identifier.clone(),
+            token,
+            payload,
+            released,
+        };
+        Outgoing {
+            request,
+            version,
+            sent: self.clock.now(),
+        }
+    }
+
+    /// A new acquisition for `spec`: of a free lock (`Vacant`) or a takeover
+    /// (`VersionIs` the version a waiter watched go stale).
+    pub(crate) fn acquire_request(
+        &self,
+        name: &str,
+        condition: Condition,
+        spec: &AcquireSpec,
+    ) -> Outgoing {
+        let token = TokenUpdate::Next {
+            initial: self.initial_token(name),
+        };
+        self.outgoing(
+            name,
+            condition,
+            token,
+            spec.lease,
+            spec.payload.clone(),
+            false,
+        )
+    }
+
+    /// A heartbeat: the same record with a new version.
+    pub(crate) fn heartbeat_request(
+        &self,
+        name: &str,
+        ours: &Version,
+        lease: Duration,
+        payload: Option<bytes::Bytes>,
+    ) -> Outgoing {
+        let condition = Condition::VersionIs(ours.clone());
+        self.outgoing(name, condition, TokenUpdate::Keep, lease, payload, false)
+    }
+
+    /// A handover to the next local waiter: a new acquisition for its spec,
+    /// conditioned on the releasing holder's version (or, only in the
+    /// negative control, on whatever the store holds).
+    pub(crate) async fn handover_request(
+        &self,
+        name: &str,
+        ours: &Version,
+        spec: &AcquireSpec,
+        by: Instant,
+    ) -> Outgoing {
+        let condition = if self.config.mutations.unconditional_handover {
+            match self.read_by(name, by).await {
+                Ok(Some(r)) => Condition::VersionIs(r.version),
+                _ => Condition::Absent,
+            }
+        } else {
+            Condition::VersionIs(ours.clone())
+        };
+        self.acquire_request(name, condition, spec)
+    }
+
+    /// A release that keeps the record, marked released, with the token. Its
+    /// lease is zero, so the original Python client (which waits a record's
+    /// lease before taking it) takes it at once too.
+    pub(crate) fn release_request(&self, name: &str, ours: &Version) -> Outgoing {
+        let condition = Condition::VersionIs(ours.clone());
+        self.outgoing(
+            name,
+            condition,
+            TokenUpdate::Keep,
+            Duration::ZERO,
+            None,
+            true,
+        )
+    }
+
+    /// The stored record behind a failed condition: the one the store
+    /// returned with the failure, or else one strongly consistent read.
+    pub(crate) async fn record_behind(
+        &self,
+        returned: Option<LockRecord>,
+        name: &str,
+        by: Instant,
+    ) -> Result<Option<LockRecord>, BackendError> {
+        match returned {
+            Some(r) => Ok(Some(r)),
+            None => self.read_by(name, by).await,
+        }
+    }
+
+    /// The stored record after a write failed with `error`, read if the store
+    /// did not return it; an error if the write failed otherwise.
+    pub(crate) async fn after_conflict(
+        &self,
+        error: WriteError,
+        name: &str,
+        by: Instant,
+    ) -> Result<Option<LockRecord>, BackendError> {
+        match error {
+            WriteError::ConditionFailed { current } => self.record_behind(current, name, by).await,
+            WriteError::Backend(e) => Err(e),
+        }
+    }
+
+    /// If `current` is the record of one of `core`'s heartbeats whose
+    /// response was lost, that heartbeat applied: the lease was renewed from
+    /// its send. Adopts it and returns the new start of the lease.
+    pub(crate) fn adopt_heartbeat(
+        &self,
+        core: &mut LeaseCore,
+        current: &LockRecord,
+    ) -> Option<Instant> {
+        if current.released {
+            return None;
+        }
+        let sent = core.pending.sent_at(&current.version)?;
+        crate::metrics::Metrics::inc(&self.metrics.ambiguous_resolved);
+        core.version = current.version.clone();
+        core.pending.clear();
+        Some(self.lease_start(sent))
+    }
+}
