@@ -130,7 +130,10 @@ pub enum WriteError {
     Backend(#[from] BackendError),
 }
 
-/// What a backend can do, so the conformance suite and the engine can adapt.
+/// What a backend can do, so the conformance suite can pick its cases and
+/// callers (such as fenced writes in `lynk-dynamo`) can choose a strategy.
+/// The engine itself needs neither flag: it reads the record whenever a
+/// failed condition did not return it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub struct Capabilities {
