@@ -187,6 +187,27 @@ impl LockClient {
         self.engine.describe(name).await
     }
 
+    /// Releases lock `name` if its record still carries `version`, without
+    /// holding it: for a lock acquired by a process that
+    /// [detached](crate::LockGuard::detach) its guard, or by an operator who
+    /// read the version with [`describe`](Self::describe). Writes the same
+    /// released record a holder's release writes (the fencing token is kept),
+    /// conditioned on `version`, in one request bounded by the call timeout.
+    ///
+    /// Returns the record written, or [`WriteError::ConditionFailed`](crate::WriteError::ConditionFailed)
+    /// with the stored record when it no longer carries `version`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future may leave the release applied or not.
+    pub async fn release_version(
+        &self,
+        name: &str,
+        version: &crate::Version,
+    ) -> Result<LockRecord, crate::WriteError> {
+        self.engine.release_version(name, version).await
+    }
+
     /// The client's settings.
     pub fn config(&self) -> &ClientConfig {
         &self.engine.config

@@ -224,6 +224,19 @@ impl Engine {
             .map_err(|e| LockError::from_backend(name, "read", e))
     }
 
+    /// Writes the release marker over `name`'s record if it still carries
+    /// `version`: the release of a lease this client does not hold (a
+    /// detached guard's, or an operator's). One bounded write.
+    pub(crate) async fn release_version(
+        &self,
+        name: &str,
+        version: &crate::Version,
+    ) -> Result<LockRecord, crate::WriteError> {
+        let limit = self.config.call_timeout_for(self.config.default_lease);
+        let out = self.release_request(name, version);
+        self.write_by(out.request, out.sent + limit).await
+    }
+
     /// Gives a lease just installed as the slot's holder to `waiter` and
     /// starts its heartbeats; or, when the client was shut down meanwhile or
     /// the lease's token cannot be trusted to increase, releases it at once
