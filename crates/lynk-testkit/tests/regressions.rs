@@ -232,3 +232,33 @@ async fn an_absurd_lease_in_a_record_is_survived() {
         .await
         .unwrap();
 }
+
+/// A detached guard leaves its record held and heartbeats no more; its
+/// version releases it later through `release_version`, which keeps the
+/// token; a wrong version is refused with the stored record.
+#[tokio::test(start_paused = true)]
+async fn a_detached_lock_stays_held_until_released_by_its_version() {
+    let mem = MemoryBackend::new();
+    let clock = TestClock::new();
+    let c = client(mem.clone(), &clock, "a");
+    let g = c.create_lock("x").acquire().await.unwrap();
+    let token = g.fencing_token();
+    let version = g.record_version().await;
+    g.detach();
+    assert!(c.held_locks().is_empty(), "forgotten by the client");
+    clock.advance(L).await;
+    let stored = mem.get("x").unwrap();
+    assert_eq!(stored.version, version, "no heartbeat after detach");
+    assert!(!stored.released, "not released by detach");
+    let wrong = c.release_version("x", &Version::random()).await;
+    assert!(matches!(
+        wrong,
+        Err(lynk_core::WriteError::ConditionFailed { current: Some(_) })
+    ));
+    let released = c.release_version("x", &version).await.unwrap();
+    assert!(released.released);
+    assert_eq!(released.fencing_token, Some(token));
+    let next = c.create_lock("x").try_acquire().await.unwrap().unwrap();
+    assert!(next.fencing_token() > token);
+    next.release().await.unwrap();
+}
