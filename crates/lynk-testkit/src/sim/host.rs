@@ -2,7 +2,7 @@
 //! (one `LockClient` each, restarted after a crash) and the chaos that
 //! befalls it (partitions, pauses at random moments, wall-clock steps).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::net::{HostLink, HostNet, NoCurrentOnConflict, Partition, SeenTokens};
@@ -24,17 +24,6 @@ pub(super) struct Host {
     release_mode: ReleaseMode,
     no_current: bool,
     handles: usize,
-    current: Mutex<Option<Arc<Incarnation>>>,
-}
-
-impl Host {
-    /// Whether a handle of the running incarnation holds the lock.
-    fn holds(&self) -> bool {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        current
-            .as_ref()
-            .is_some_and(|i| i.is_alive() && !i.client.held_locks().is_empty())
-    }
 }
 
 /// One life of a host, from start to crash (or to the end of the run).
@@ -92,7 +81,6 @@ pub(super) async fn run(world: Arc<World>, index: usize) {
         },
         no_current: rng.gen_bool(config.no_current_hosts.clamp(0.0, 1.0)),
         handles: rng.gen_range(1..=config.handles_per_host.max(1)),
-        current: Mutex::new(None),
     });
     world.history().rates.push(rate);
     world
@@ -118,7 +106,6 @@ pub(super) async fn run(world: Arc<World>, index: usize) {
                 break;
             }
         };
-        *host.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(inc.clone());
         let handles: Vec<_> = (0..host.handles)
             .map(|h| {
                 let task = worker::run(world.clone(), host.clone(), inc.clone(), h, rng.gen());
@@ -205,12 +192,11 @@ fn incarnation(
     }))
 }
 
-/// Sleeps a random gap around `every`; `false` once the run is over.
+/// Sleeps a random gap around `every`, but not past the end of the run;
+/// `false` once the run is over.
 async fn gap(world: &World, every: Duration, rng: &mut StdRng) -> bool {
-    world
-        .real
-        .sleep(every.mul_f64(rng.gen_range(0.0..2.0)))
-        .await;
+    let until = (world.now() + every.mul_f64(rng.gen_range(0.0..2.0))).min(world.end);
+    world.real.sleep_until(until).await;
     world.now() < world.end
 }
 
@@ -227,13 +213,9 @@ async fn partitions(world: Arc<World>, host: Arc<Host>, seed: u64) {
             _ => Partition::HangDeliverLate,
         };
         let length = world.config.lease.mul_f64(rng.gen_range(0.3..2.5));
+        // Not a freeing event: a holder whose lease survives the partition
+        // keeps the lock; one whose lease lapses releases or is taken over.
         let from = world.now();
-        if host.holds() {
-            world
-                .history()
-                .freed
-                .push((from, host.index, "partition of the holder's host"));
-        }
         host.link.set_partition(mode);
         world.real.sleep(length).await;
         host.link.set_partition(Partition::Healed);
@@ -251,17 +233,11 @@ async fn pauses(world: Arc<World>, host: Arc<Host>, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     while gap(&world, every, &mut rng).await {
         let length = world.config.lease.mul_f64(rng.gen_range(0.2..2.0));
-        let holds = host.holds();
         if !host.link.pause() {
             continue; // a holder paused it already
         }
+        // Not a freeing event, as for a partition.
         let from = world.now();
-        if holds {
-            world
-                .history()
-                .freed
-                .push((from, host.index, "pause of the holder's host"));
-        }
         world.real.sleep(length).await;
         host.link.resume();
         let mut h = world.history();
