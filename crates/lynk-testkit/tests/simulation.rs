@@ -50,16 +50,29 @@ fn assert_clean(totals: &SimTotals, test: &str) {
     );
 }
 
-/// Asserts a negative control caught what it broke, and shows an example.
-fn assert_caught(totals: &SimTotals, kind: &str, what: &str) {
+/// Runs a negative control: `broken` must be caught with violations of
+/// `kind`; the same configuration repaired by `repaired` (the mutation
+/// off) must be clean, so the violations come from what was broken.
+fn control(
+    name: &str,
+    kind: &str,
+    broken: impl Fn(u64) -> SimConfig,
+    repaired: impl Fn(SimConfig) -> SimConfig,
+) {
+    let seeds = seeds(12);
+    let totals = run_seeds(&format!("negative control ({name})"), &seeds, &broken);
     let found = totals.sum.violations_of(kind);
     assert!(
         found > 0,
-        "negative control found no {kind:?} violation: {what}\n{totals}"
+        "negative control ({name}) found no {kind:?} violation\n{totals}"
     );
     if let Some(example) = totals.sum.violations.iter().find(|v| v.contains(kind)) {
         println!("  caught {found} {kind:?} violations, e.g. {example}");
     }
+    let twin = run_seeds(&format!("  the same, repaired ({name})"), &seeds, |s| {
+        repaired(broken(s))
+    });
+    assert_clean(&twin, "negative_control");
 }
 
 #[test]
@@ -126,24 +139,27 @@ fn a_seed_replays_exactly() {
 /// stale writes are accepted, and the checker must see it.
 #[test]
 fn negative_control_unfenced_resource_is_caught() {
-    let totals = run_seeds("negative control (no fencing)", &seeds(12), |seed| {
-        SimConfig {
+    control(
+        "no fencing",
+        "accepted token",
+        |seed| SimConfig {
             seed,
             fencing: false,
             pause_probability: 0.4,
             ..SimConfig::default()
-        }
-    });
-    assert_caught(&totals, "accepted token", "stale writes accepted");
+        },
+        |c| SimConfig { fencing: true, ..c },
+    );
 }
 
 /// Negative control: no drift allowance while clocks drift by up to 10 %
-/// lets a waiter take over while the holder still believes it holds.
+/// lets a waiter take over while the holder still believes it holds. (The
+/// repair: an allowance covering two clocks 10 % apart either way.)
 #[test]
 fn negative_control_no_drift_allowance_is_caught() {
-    let totals = run_seeds(
-        "negative control (no drift allowance)",
-        &seeds(12),
+    control(
+        "no drift allowance",
+        "overlap",
         |seed| SimConfig {
             seed,
             drift_bound: 0.1,
@@ -155,8 +171,11 @@ fn negative_control_no_drift_allowance_is_caught() {
             host_pause_every: None,
             ..SimConfig::default()
         },
+        |c| SimConfig {
+            drift_allowance: 0.11,
+            ..c
+        },
     );
-    assert_caught(&totals, "overlap", "waiters took over early");
 }
 
 /// Negative control: a holder that times its lease from the write's
@@ -164,9 +183,9 @@ fn negative_control_no_drift_allowance_is_caught() {
 /// response was delayed after the write applied.
 #[test]
 fn negative_control_lease_timed_from_response_is_caught() {
-    let totals = run_seeds(
-        "negative control (lease from response)",
-        &seeds(12),
+    control(
+        "lease from response",
+        "overlap",
         |seed| SimConfig {
             seed,
             mutations: Mutations {
@@ -181,8 +200,8 @@ fn negative_control_lease_timed_from_response_is_caught() {
             crash_probability: 0.4,
             ..SimConfig::default()
         },
+        unmutated,
     );
-    assert_caught(&totals, "overlap", "holders timed from the response");
 }
 
 /// Negative control: a token-less record's token from the wall clock alone
@@ -190,8 +209,10 @@ fn negative_control_lease_timed_from_response_is_caught() {
 /// behind, although it saw the higher token.
 #[test]
 fn negative_control_tokens_from_wall_clock_alone_are_caught() {
-    let totals = run_seeds("negative control (no token floor)", &seeds(12), |seed| {
-        SimConfig {
+    control(
+        "no token floor",
+        "token went back",
+        |seed| SimConfig {
             seed,
             mutations: Mutations {
                 no_token_floor: true,
@@ -202,9 +223,9 @@ fn negative_control_tokens_from_wall_clock_alone_are_caught() {
             max_wall_offset: Duration::from_secs(30),
             wall_step_every: Some(Duration::from_secs(60)),
             ..SimConfig::default()
-        }
-    });
-    assert_caught(&totals, "token went back", "tokens from the wall clock");
+        },
+        unmutated,
+    );
 }
 
 /// Negative control: a handover written without the releasing holder's
@@ -212,9 +233,9 @@ fn negative_control_tokens_from_wall_clock_alone_are_caught() {
 /// retrying, so the local waiter and the new holder both hold it.
 #[test]
 fn negative_control_unconditional_handover_is_caught() {
-    let totals = run_seeds(
-        "negative control (unconditional handover)",
-        &seeds(12),
+    control(
+        "unconditional handover",
+        "overlap",
         |seed| SimConfig {
             seed,
             mutations: Mutations {
@@ -227,6 +248,13 @@ fn negative_control_unconditional_handover_is_caught() {
             host_pause_every: Some(Duration::from_secs(60)),
             ..SimConfig::default()
         },
+        unmutated,
     );
-    assert_caught(&totals, "overlap", "handovers over another holder");
+}
+
+fn unmutated(c: SimConfig) -> SimConfig {
+    SimConfig {
+        mutations: Mutations::default(),
+        ..c
+    }
 }

@@ -175,8 +175,21 @@ impl fmt::Display for SimTotals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} seeds: ", self.seeds)?;
         self.sum.figures(f)?;
-        if !self.failing_seeds.is_empty() {
-            write!(f, " (in seeds {:?})", self.failing_seeds)?;
+        let failing = &self.failing_seeds;
+        if !failing.is_empty() {
+            let shown: Vec<String> = failing.iter().take(12).map(u64::to_string).collect();
+            let more = if failing.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            };
+            write!(
+                f,
+                " in {} of {} seeds ({}{more})",
+                failing.len(),
+                self.seeds,
+                shown.join(", ")
+            )?;
         }
         Ok(())
     }
