@@ -25,6 +25,31 @@ pub enum Op {
 }
 
 /// What goes wrong.
+///
+/// ```
+/// use std::time::Duration;
+/// use lynk_core::{Clock, Condition, LockBackend, TokenUpdate, Version, WriteRequest};
+/// use lynk_testkit::{Fault, FaultyBackend, MemoryBackend, Op, TestClock};
+///
+/// #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// async fn main() {
+///     let (store, clock) = (MemoryBackend::new(), TestClock::new());
+///     let faulty = FaultyBackend::new(store.clone()).with_clock(std::sync::Arc::new(clock.clone()));
+///     faulty.inject(Some(Op::Write), None, Fault::DelayResponse(Duration::from_secs(2)), Some(1));
+///     let request = WriteRequest {
+///         key: "job".into(), condition: Condition::Absent, version: Version::random(),
+///         lease_duration: Duration::from_secs(10), host: "a".into(),
+///         token: TokenUpdate::Next { initial: 1 }, payload: None, released: false,
+///     };
+///     let t0 = clock.now();
+///     let write = tokio::spawn(async move { faulty.write(request).await });
+///     tokio::task::yield_now().await;
+///     assert!(store.get("job").is_some(), "applied at once");
+///     assert!(!write.is_finished(), "but not answered yet");
+///     write.await.unwrap().unwrap();
+///     assert_eq!(clock.now() - t0, Duration::from_secs(2));
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// Fail before the call reaches the store (nothing is written) with an
