@@ -40,7 +40,10 @@ async fn takeover_after_abandoned_lease_and_not_a_moment_before() {
     let c = client(backend.clone(), &clock, "waiter");
     let stale = abandoned("job", LEASE);
     backend.put_raw(stale.clone());
-    let takeover_after = c.config().takeover_after(LEASE).expect("a 10 s lease is representable");
+    let takeover_after = c
+        .config()
+        .takeover_after(LEASE)
+        .expect("a 10 s lease is representable");
     assert_eq!(
         takeover_after,
         Duration::from_millis(10_100),

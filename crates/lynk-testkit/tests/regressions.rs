@@ -262,3 +262,43 @@ async fn a_detached_lock_stays_held_until_released_by_its_version() {
     assert!(next.fencing_token() > token);
     next.release().await.unwrap();
 }
+
+/// Found by the simulation: a handover whose first attempt applied (response
+/// lost) and whose retries failed for longer than the waiter's lease could be
+/// resolved only after that lease's safe deadline; the waiter was then handed
+/// a lease already lost. It is requeued and takes its own record over afresh.
+#[tokio::test(start_paused = true)]
+async fn a_handover_resolved_late_is_not_handed_out_stale() {
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let clock = TestClock::new();
+    let c = LockClient::builder(faulty.clone())
+        .clock(clock.clone())
+        .config(lynk_core::ClientConfig {
+            host_identifier: "a".into(),
+            default_lease: Duration::from_secs(10),
+            jitter_seed: Some(7),
+            release_timeout: Duration::from_secs(30),
+            ..lynk_core::ClientConfig::default()
+        })
+        .build()
+        .unwrap();
+    let first = c.create_lock("x").acquire().await.unwrap();
+    let lock = c.create_lock("x");
+    let waiter = tokio::spawn(async move { lock.acquire().await });
+    settle().await;
+    faulty.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
+    faulty.inject(
+        Some(Op::Write),
+        None,
+        Fault::FailBefore(BackendErrorKind::Unavailable),
+        Some(14),
+    );
+    let released = tokio::spawn(first.release());
+    let second = waiter.await.unwrap().unwrap();
+    assert!(
+        clock.now() < second.safe_deadline() && !second.is_lost(),
+        "{:?}",
+        second.lost_reason()
+    );
+    released.await.unwrap().unwrap();
+}

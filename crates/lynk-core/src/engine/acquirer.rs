@@ -304,6 +304,7 @@ fn made_for(r: &LockRecord, spec: &AcquireSpec) -> bool {
 /// the client is shutting down).
 async fn sleep_or_wake(engine: &Engine, wake: &Notify, until: Instant) {
     tokio::select! {
+        biased; // deterministic: a simulation's seed replays exactly
         _ = engine.clock.sleep_until(until) => {}
         _ = wake.notified() => {}
     }
