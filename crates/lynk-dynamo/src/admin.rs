@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use lynk_core::{Clock, LockRecord, SystemClock};
 
-use crate::classify::{admin_error, chain_text, fix_schema};
+use crate::classify::{admin_error, fix_schema};
 use crate::item::{expires_at, record_from_item, EXPIRES_AT, LOCK_KEY};
 use crate::{AwsOptions, Error};
 
@@ -162,6 +162,14 @@ pub struct TableAdmin {
     wait_timeout: Duration,
 }
 
+/// Why an optional step of table creation (TTL) did not happen.
+enum Optional {
+    /// DynamoDB did not answer, or could not be reached: reported as an error.
+    Transport(Error),
+    /// The server refused or lacks it: reported as a warning.
+    Refused(String),
+}
+
 impl TableAdmin {
     /// Administration over an existing SDK client.
     pub fn new(client: aws_sdk_dynamodb::Client) -> Self {
@@ -265,6 +273,11 @@ impl TableAdmin {
         // ignore them, so check, and tag afterwards where needed.
         if let Some(arn) = &arn {
             if let Err(e) = self.ensure_tagged(table, arn).await {
+                if e.is_transport() {
+                    // DynamoDB stopped answering: report it, rather than
+                    // wait out every remaining step's timeout.
+                    return Err(e);
+                }
                 tracing::warn!(table, error = %e, "could not tag the table");
                 outcome.warnings.push(format!(
                     "the table could not be tagged {LYNK_TAG_KEY}={LYNK_TAG_VALUE} ({e}); `lynk list-tables` will not show it and `lynk delete-table` will need --force"
@@ -279,7 +292,8 @@ impl TableAdmin {
             } else {
                 match self.enable_ttl(table).await {
                     Ok(()) => outcome.ttl_enabled = true,
-                    Err(e) => {
+                    Err(Optional::Transport(e)) => return Err(e),
+                    Err(Optional::Refused(e)) => {
                         tracing::warn!(table, error = %e, "could not enable TTL");
                         outcome.warnings.push(format!(
                             "TTL on `{EXPIRES_AT}` could not be enabled ({e}); the table works without it, but released locks are never cleaned up"
@@ -305,12 +319,12 @@ impl TableAdmin {
         Ok(())
     }
 
-    async fn enable_ttl(&self, table: &str) -> Result<(), String> {
+    async fn enable_ttl(&self, table: &str) -> Result<(), Optional> {
         let spec = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name(EXPIRES_AT)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Optional::Refused(e.to_string()))?;
         self.client
             .update_time_to_live()
             .table_name(table)
@@ -318,21 +332,25 @@ impl TableAdmin {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                let detail = match &e {
-                    SdkError::ServiceError(s) => {
-                        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-                        format!(
-                            "{}: {}",
-                            s.err().code().unwrap_or("error"),
-                            s.err()
-                                .message()
-                                .unwrap_or("the server does not support it")
-                        )
+            .map_err(|e| match &e {
+                SdkError::ServiceError(s) => {
+                    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+                    Optional::Refused(format!(
+                        "{}: {}",
+                        s.err().code().unwrap_or("error"),
+                        s.err()
+                            .message()
+                            .unwrap_or("the server does not support it")
+                    ))
+                }
+                _ => {
+                    let error = admin_error(e, "UpdateTimeToLive", table);
+                    if error.is_transport() {
+                        Optional::Transport(error)
+                    } else {
+                        Optional::Refused(error.to_string())
                     }
-                    other => chain_text(other),
-                };
-                detail
+                }
             })
     }
 
@@ -508,8 +526,14 @@ impl TableAdmin {
                 fix: fix_schema(table),
             });
         }
+        // Tags and TTL are shown when the server (and the caller's policy)
+        // allow reading them; but if DynamoDB stopped answering, say so.
         let tagged = match desc.table_arn() {
-            Some(arn) => self.is_tagged(table, arn).await.ok(),
+            Some(arn) => match self.is_tagged(table, arn).await {
+                Ok(t) => Some(t),
+                Err(e) if e.is_transport() => return Err(e),
+                Err(_) => None,
+            },
             None => None,
         };
         let ttl = match self
@@ -529,7 +553,13 @@ impl TableAdmin {
                     None => status,
                 }
             }),
-            Err(_) => None,
+            Err(e) => {
+                let e = admin_error(e, "DescribeTimeToLive", table);
+                if e.is_transport() {
+                    return Err(e);
+                }
+                None
+            }
         };
         let billing = desc
             .billing_mode_summary()

@@ -15,7 +15,7 @@ use lynk_core::{
     SystemClock, TokenUpdate, Version, WriteError, WriteRequest,
 };
 
-use crate::classify::{backend_error, Effect};
+use crate::classify::{backend_error, write_error, Attempts, Effect};
 use crate::expression::Placeholders;
 use crate::item::{
     format_lease, key_of, record_from_item, EXPIRES_AT, FENCING_TOKEN, HOST_IDENTIFIER,
@@ -107,13 +107,22 @@ impl DynamoBackendBuilder {
         self
     }
 
+    /// Time limits on each request (default [`Timeouts::DEFAULT`](crate::Timeouts::DEFAULT)).
+    /// Ignored with [`client`](DynamoBackendBuilder::client): set them on that
+    /// client's configuration instead ([`Timeouts::to_sdk`](crate::Timeouts::to_sdk)).
+    pub fn timeouts(mut self, timeouts: crate::Timeouts) -> Self {
+        self.options.timeouts = Some(timeouts);
+        self
+    }
+
     /// Replaces all connection options at once.
     pub fn options(mut self, options: AwsOptions) -> Self {
         self.options = options;
         self
     }
 
-    /// Uses an existing SDK client; region, endpoint and profile are then ignored.
+    /// Uses an existing SDK client; region, endpoint, profile and timeouts are
+    /// then ignored (the client's own apply).
     pub fn client(mut self, client: aws_sdk_dynamodb::Client) -> Self {
         self.client = Some(client);
         self
@@ -364,6 +373,7 @@ impl LockBackend for DynamoBackend {
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
         let expr = write_expressions(&request, self.expires_at(request.lease_duration));
+        let attempts = Attempts::default();
         let result = self
             .inner
             .client
@@ -376,6 +386,8 @@ impl LockBackend for DynamoBackend {
             .set_expression_attribute_values(expr.placeholders.values())
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
@@ -418,7 +430,7 @@ impl LockBackend for DynamoBackend {
                 }
                 Err(WriteError::ConditionFailed { current: None })
             }
-            Err(e) => Err(backend_error(e, "UpdateItem", &self.inner.table, Effect::Write).into()),
+            Err(e) => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
         }
     }
 
@@ -429,6 +441,7 @@ impl LockBackend for DynamoBackend {
             p.name(VERSION_NUMBER),
             p.value("expected", AttributeValue::S(expected.as_str().to_owned()))
         );
+        let attempts = Attempts::default();
         let result = self
             .inner
             .client
@@ -439,6 +452,8 @@ impl LockBackend for DynamoBackend {
             .set_expression_attribute_names(p.names())
             .set_expression_attribute_values(p.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
@@ -458,7 +473,7 @@ impl LockBackend for DynamoBackend {
                 };
                 Err(WriteError::ConditionFailed { current })
             }
-            Err(e) => Err(backend_error(e, "DeleteItem", &self.inner.table, Effect::Write).into()),
+            Err(e) => Err(write_error(e, "DeleteItem", &self.inner.table, &attempts).into()),
         }
     }
 

@@ -2,8 +2,14 @@
 //! know: was anything written, will retrying help, and what to do.
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use lynk_core::{BackendError, BackendErrorKind};
 
@@ -289,6 +295,89 @@ pub(crate) fn fix_schema(table: &str) -> String {
     )
 }
 
+/// Counts the attempts of one request (the SDK's retries included) that
+/// were sent: that reached the transport and did not fail to connect. Add it
+/// with `.customize().interceptor(..)`.
+///
+/// The error of a failed request is the last attempt's: a write whose last
+/// attempt could not even connect may still have been applied by an earlier
+/// attempt that timed out, so it is only "not sent" if no attempt was.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Attempts(Arc<AttemptState>);
+
+#[derive(Debug, Default)]
+struct AttemptState {
+    /// The current attempt reached the transport.
+    transmitting: AtomicBool,
+    /// Attempts that reached the transport and did not fail to connect.
+    sent: AtomicU32,
+}
+
+impl Attempts {
+    /// Attempts that were (or may have been) sent, including one still in
+    /// flight when the operation timed out.
+    pub(crate) fn sent(&self) -> u32 {
+        self.0.sent.load(Ordering::Relaxed) + u32::from(self.0.transmitting.load(Ordering::Relaxed))
+    }
+}
+
+impl Intercept for Attempts {
+    fn name(&self) -> &'static str {
+        "lynk::Attempts"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.transmitting.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.0.transmitting.swap(false, Ordering::Relaxed) {
+            let not_sent = matches!(
+                context.output_or_error(),
+                Some(Err(e)) if e
+                    .as_connector_error()
+                    .is_some_and(|c| c.is_user() || request_not_sent(c))
+            );
+            if !not_sent {
+                self.0.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Classifies a failed write made with [`Attempts`] counting its attempts.
+pub(crate) fn write_error<E>(
+    err: SdkError<E, HttpResponse>,
+    operation: &'static str,
+    table: &str,
+    attempts: &Attempts,
+) -> BackendError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let mut classified = classify(&err, operation, table, Effect::Write);
+    if classified.kind == Kind::Unreachable && attempts.sent() > 0 {
+        classified.kind = Kind::OutcomeUnknown;
+        classified.detail = format!(
+            "{} (the last attempt was not sent, but an earlier one was and may have applied)",
+            classified.detail
+        );
+    }
+    classified.into_backend_error().with_source(err)
+}
+
 /// Shorthand: classify and convert into a [`BackendError`].
 pub(crate) fn backend_error<E>(
     err: SdkError<E, HttpResponse>,
@@ -303,7 +392,19 @@ where
     classified.into_backend_error().with_source(err)
 }
 
-/// Shorthand: classify and convert into a crate [`Error`].
+/// DynamoDB operations the admin and fenced-write code sends that change nothing.
+const READ_ONLY_OPERATIONS: &[&str] = &[
+    "DescribeTable",
+    "DescribeTimeToLive",
+    "GetItem",
+    "ListTables",
+    "ListTagsOfResource",
+    "Scan",
+];
+
+/// Shorthand: classify and convert into a crate [`Error`]. A read-only
+/// operation that fails in transit (timeout, lost connection) is
+/// [`Error::Unreachable`]; a write, [`Error::OutcomeUnknown`].
 pub(crate) fn admin_error<E>(
     err: SdkError<E, HttpResponse>,
     operation: &'static str,
@@ -312,5 +413,10 @@ pub(crate) fn admin_error<E>(
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
-    classify(&err, operation, table, Effect::Write).into_error()
+    let effect = if READ_ONLY_OPERATIONS.contains(&operation) {
+        Effect::ReadOnly
+    } else {
+        Effect::Write
+    };
+    classify(&err, operation, table, effect).into_error()
 }

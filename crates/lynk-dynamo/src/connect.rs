@@ -1,14 +1,86 @@
 //! Where to find DynamoDB and the credentials to use it: the standard AWS
 //! chain, with explicit overrides.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::classify::chain_text;
 use crate::Error;
 
+/// Time limits on each DynamoDB request, so a request to an endpoint that
+/// stops answering (a half-open connection: a dropped route, a stuck NAT, a
+/// dead load balancer keep the connection open while no bytes move) fails
+/// within a bounded time instead of hanging.
+///
+/// A write that times out after it was sent is reported as
+/// [`BackendErrorKind::OutcomeUnknown`](lynk_core::BackendErrorKind::OutcomeUnknown)
+/// (it may have applied); a read that times out as
+/// [`BackendErrorKind::Unavailable`](lynk_core::BackendErrorKind::Unavailable)
+/// (retry it). The defaults suit the default 20 s lease, whose heartbeats run
+/// every 6.7 s and whose lost-lease signal fires 17.8 s after the last
+/// successful one; see `docs/dynamodb.md` for the reasoning. The lock engine
+/// also bounds each call it makes, so these limits matter most for table
+/// administration, fenced writes and direct backend calls.
+///
+/// ```
+/// use std::time::Duration;
+/// use lynk_dynamo::{AwsOptions, Timeouts};
+///
+/// // A lease of 5 s: give up on an attempt after 1 s, on a call after 2 s.
+/// let options = AwsOptions::new().timeouts(Timeouts {
+///     attempt: Duration::from_secs(1),
+///     read: Duration::from_secs(1),
+///     operation: Duration::from_secs(2),
+///     ..Timeouts::default()
+/// });
+/// # let _ = options;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection, TLS included (default 2 s).
+    pub connect: Duration,
+    /// From sending a request to the first byte of its response, per attempt
+    /// (default 3 s).
+    pub read: Duration,
+    /// One attempt, from connecting to the whole response (default 3 s).
+    pub attempt: Duration,
+    /// One call, all of the SDK's retries and their backoffs included
+    /// (default 8 s).
+    pub operation: Duration,
+}
+
+impl Timeouts {
+    /// The defaults: connect 2 s, read 3 s, attempt 3 s, operation 8 s.
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        read: Duration::from_secs(3),
+        attempt: Duration::from_secs(3),
+        operation: Duration::from_secs(8),
+    };
+
+    /// As the SDK's timeout configuration.
+    pub fn to_sdk(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.read)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::DEFAULT
+    }
+}
+
 /// How to reach DynamoDB: region, endpoint and profile overrides on top of
-/// the standard AWS configuration chain.
+/// the standard AWS configuration chain, and [time limits](Timeouts) on each
+/// request.
 ///
 /// Everything left unset comes from the usual places, in the SDK's order:
 /// environment variables (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_PROFILE`,
@@ -38,6 +110,10 @@ pub struct AwsOptions {
     /// credential is reported at once rather than on the first request
     /// (default `true`).
     pub check_credentials: Option<bool>,
+    /// Time limits on each request; [`Timeouts::DEFAULT`] if unset. They
+    /// replace the SDK's own defaults (which bound only connecting) and any
+    /// set by the shared config.
+    pub timeouts: Option<Timeouts>,
 }
 
 impl AwsOptions {
@@ -70,13 +146,20 @@ impl AwsOptions {
         self
     }
 
+    /// Uses these time limits on each request (default [`Timeouts::DEFAULT`]).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = Some(timeouts);
+        self
+    }
+
     /// Loads the shared AWS configuration with these overrides.
     ///
     /// Fails with [`Error::NoRegion`] when no region is configured anywhere,
     /// and with [`Error::NoCredentials`] when no credentials can be found
     /// (unless [`check_credentials`](AwsOptions::check_credentials) is off).
     pub async fn load_config(&self) -> Result<SdkConfig, Error> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(self.timeouts.unwrap_or_default().to_sdk());
         if let Some(r) = &self.region {
             loader = loader.region(Region::new(r.clone()));
         }

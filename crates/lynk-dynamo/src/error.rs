@@ -146,6 +146,15 @@ impl Error {
         }
     }
 
+    /// Whether DynamoDB could not be reached or did not answer (in time):
+    /// the request failed in transit, not on DynamoDB's say.
+    pub(crate) fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. } | Error::OutcomeUnknown { .. }
+        )
+    }
+
     /// The [`BackendErrorKind`] closest to this error, for callers that
     /// handle both.
     pub fn kind(&self) -> BackendErrorKind {

@@ -15,7 +15,8 @@
 //! Configuration comes from the standard AWS chain (environment, profiles,
 //! SSO, instance roles); `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_DYNAMODB`
 //! are honoured, and [`AwsOptions`] / [`DynamoBackend::builder`] override
-//! region, endpoint and profile.
+//! region, endpoint and profile. Every request has [time limits](Timeouts),
+//! so an endpoint that stops answering fails a call instead of hanging it.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), lynk_dynamo::Error> {
@@ -43,7 +44,7 @@ pub use admin::{
 };
 pub use admin::{LockEntry, LockListing};
 pub use backend::{DynamoBackend, DynamoBackendBuilder, DEFAULT_RETENTION};
-pub use connect::AwsOptions;
+pub use connect::{AwsOptions, Timeouts};
 pub use error::Error;
 pub use fenced::{FencedWrite, UserWrite};
 
