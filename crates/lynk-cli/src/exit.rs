@@ -16,8 +16,9 @@ pub const NOT_GRANTED: i32 = 3;
 /// The lease was lost while held, or the lock is no longer held by the
 /// acquisition named on the command line.
 pub const LOST: i32 = 4;
-/// DynamoDB could not be reached, throttled us, or the outcome is unknown:
-/// retrying later may help.
+/// DynamoDB could not be reached, did not answer in time, throttled us, or
+/// the outcome is unknown (also a `--wait` that ran out while DynamoDB kept
+/// failing): retrying later may help.
 pub const UNAVAILABLE: i32 = 5;
 /// AWS configuration: no region, no credentials, access denied.
 pub const AWS_CONFIG: i32 = 6;
@@ -139,6 +140,12 @@ impl Failure {
     /// The failure for a lock-engine error.
     pub fn from_lock(e: &LockError) -> Self {
         let code = match e {
+            // The wait ended while the store was failing (e.g. DynamoDB did
+            // not answer): that is the store's failure, not a holder's.
+            LockError::NotGranted {
+                last_error: Some(_),
+                ..
+            } => UNAVAILABLE,
             LockError::NotGranted { .. } => NOT_GRANTED,
             LockError::Lost { .. } => LOST,
             LockError::Throttled { .. }
@@ -173,6 +180,21 @@ mod tests {
         ];
         codes.sort_unstable();
         assert!(codes.windows(2).all(|w| w[0] != w[1]));
+    }
+
+    #[test]
+    fn a_wait_that_ran_out_while_the_store_failed_is_unavailable() {
+        let not_granted = |last_error: Option<&str>| LockError::NotGranted {
+            name: "x".into(),
+            waited: std::time::Duration::from_secs(5),
+            holder: None,
+            last_error: last_error.map(|m| BackendError::new(BackendErrorKind::Unavailable, m)),
+        };
+        assert_eq!(Failure::from_lock(&not_granted(None)).code, NOT_GRANTED);
+        assert_eq!(
+            Failure::from_lock(&not_granted(Some("the store did not answer"))).code,
+            UNAVAILABLE
+        );
     }
 
     #[test]

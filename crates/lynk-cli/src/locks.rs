@@ -198,8 +198,24 @@ pub async fn acquire_with_wait(
     }
 }
 
+/// Whether `e` is a wait that ran out while the store kept failing.
+pub fn store_failed(e: &LockError) -> bool {
+    matches!(
+        e,
+        LockError::NotGranted {
+            last_error: Some(_),
+            ..
+        }
+    )
+}
+
 /// The message for a lock that was not granted.
 pub fn not_granted(e: &LockError, table: &str, lock: &str) -> Failure {
+    if store_failed(e) {
+        return Failure::from_lock(e).hint(
+            "DynamoDB failed or did not answer while lynk waited; check the network path and any endpoint override, then retry",
+        );
+    }
     Failure::from_lock(e).hint(format!(
         "see who holds it: lynk describe {table} {}",
         shell_quote(lock)

@@ -67,6 +67,11 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
     let guard = tokio::select! {
         g = acquire_with_wait(&lock, args.wait) => match g {
             Ok(g) => g,
+            Err(e @ LockError::NotGranted { .. }) if crate::locks::store_failed(&e) => {
+                return Err(not_granted(&e, &args.table, &args.lock).hint(
+                    "the command was not run; DynamoDB failed or did not answer while lynk waited: check the network path and any endpoint override, then retry",
+                ))
+            }
             Err(e @ LockError::NotGranted { .. }) => {
                 return Err(not_granted(&e, &args.table, &args.lock).hint(
                     "the command was not run; wait longer with --wait, or see who holds it with `lynk describe`",
