@@ -9,6 +9,11 @@
 //! * [`FaultyBackend`]: fault injection around any backend;
 //! * [`conformance`]: the suite every backend must pass.
 //!
+//! [`TestClock`] and the simulation ([`sim`]) run on tokio's paused time, so
+//! they come with the default feature `test-clock`, which turns on tokio's
+//! `test-util`. With `default-features = false` the rest stays (the `lynk`
+//! binary uses it so, for its in-memory `demo`).
+//!
 //! ```
 //! use std::time::Duration;
 //! use lynk_core::LockClient;
@@ -25,13 +30,16 @@
 //! }
 //! ```
 
+#[cfg(feature = "test-clock")]
 mod clock;
 pub mod conformance;
 mod faults;
 mod memory;
 pub mod proxy;
+#[cfg(feature = "test-clock")]
 pub mod sim;
 
+#[cfg(feature = "test-clock")]
 pub use clock::{TestClock, TEST_WALL_START};
 pub use faults::{Fault, FaultCounts, FaultyBackend, Op, RandomFaults};
 pub use memory::{MemoryBackend, RequestCounts};
