@@ -167,7 +167,12 @@ impl Acquirer {
                 }
                 Written::Current(Err(e))
             }
-            Err(e) => Written::Current(engine.after_conflict(e, &self.name, by).await),
+            Err(e) => {
+                if matches!(e, WriteError::ConditionFailed { current: None }) {
+                    Metrics::inc(&engine.metrics.polls); // the read that resolves it
+                }
+                Written::Current(engine.after_conflict(e, &self.name, by).await)
+            }
         }
     }
 

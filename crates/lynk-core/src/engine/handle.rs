@@ -38,7 +38,19 @@ impl LeaseHandle {
     /// The version the store holds for this lease, as far as the client
     /// knows (a heartbeat in flight is waited for).
     pub(crate) async fn version(&self) -> Version {
-        self.lease.core.lock().await.version.clone()
+        let mut core = self.lease.core.lock().await;
+        if !core.pending.is_empty() {
+            // A heartbeat of unknown outcome may have applied: settle it
+            // with one read, so the version returned is the stored one.
+            let engine = &self.engine;
+            let by = engine.clock.now() + engine.config.call_timeout_for(self.lease.lease);
+            if let Ok(Some(stored)) = engine.read_by(&self.lease.name, by).await {
+                if let Some(from) = engine.adopt_heartbeat(&mut core, &stored) {
+                    self.lease.set_valid_from(from);
+                }
+            }
+        }
+        core.version.clone()
     }
 
     /// Releases the lease in a task of its own (so dropping the returned

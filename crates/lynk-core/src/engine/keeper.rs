@@ -18,7 +18,7 @@ use tracing::Instrument;
 use super::lease::LeaseShared;
 use super::Engine;
 use crate::metrics::Metrics;
-use crate::{BackendError, LostReason};
+use crate::{BackendError, LostReason, WriteError};
 
 pub(crate) enum KeeperCommand {
     Register(Arc<LeaseShared>),
@@ -242,8 +242,18 @@ async fn heartbeat(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, give_up: Inst
         }
         Err(e) => e,
     };
-    match engine.after_conflict(error, &lease.name, give_up).await {
-        Ok(Some(r)) => match engine.adopt_heartbeat(&mut core, &r) {
+    let returned = match error {
+        WriteError::ConditionFailed { current } => current,
+        WriteError::Backend(e) if e.is_retryable() => return Beat::Retry(e),
+        WriteError::Backend(e) => return Beat::Lost(LostReason::BackendFailed { error: e }),
+    };
+    // A failed read here only leaves the conflict unresolved: retry it.
+    let current = match engine.record_behind(returned, &lease.name, give_up).await {
+        Ok(current) => current,
+        Err(e) => return Beat::Retry(e),
+    };
+    match current {
+        Some(r) => match engine.adopt_heartbeat(&mut core, &r) {
             // An earlier heartbeat whose response was lost did apply.
             Some(from) => {
                 lease.set_valid_from(from);
@@ -251,8 +261,6 @@ async fn heartbeat(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, give_up: Inst
             }
             None => Beat::Lost(LostReason::Stolen { by: Some(r.host) }),
         },
-        Ok(None) => Beat::Lost(LostReason::Stolen { by: None }),
-        Err(e) if e.is_retryable() => Beat::Retry(e),
-        Err(e) => Beat::Lost(LostReason::BackendFailed { error: e }),
+        None => Beat::Lost(LostReason::Stolen { by: None }),
     }
 }

@@ -20,8 +20,11 @@ use super::slots::AcquireSpec;
 use super::Engine;
 use crate::{BackendError, Condition, LockRecord, TokenUpdate, Version, WriteError, WriteRequest};
 
-/// The most own writes remembered per list; older ones only delay a takeover
-/// of our own record by one lease, never break safety.
+/// The most own writes remembered per list. Past it, writes from the middle
+/// of the list are forgotten: the first ones (which a lost response followed
+/// by a run of failures leaves behind) and the newest are kept. A forgotten
+/// write that did apply only costs time (a takeover of our own record after
+/// a lease, or a lost signal on the safe side), never safety.
 const MAX_OWN_WRITES: usize = 64;
 
 /// Writes this client sent, each with its send instant: if the store turns
@@ -31,11 +34,12 @@ const MAX_OWN_WRITES: usize = 64;
 pub(crate) struct OwnWrites(Vec<(Version, Instant)>);
 
 impl OwnWrites {
-    /// Remembers a write sent at `sent` (the newest [`MAX_OWN_WRITES`]).
+    /// Remembers a write sent at `sent` (at most [`MAX_OWN_WRITES`]).
     pub(crate) fn push(&mut self, version: Version, sent: Instant) {
+        if self.0.len() >= MAX_OWN_WRITES {
+            self.0.remove(MAX_OWN_WRITES / 2);
+        }
         self.0.push((version, sent));
-        let excess = self.0.len().saturating_sub(MAX_OWN_WRITES);
-        self.0.drain(..excess);
     }
 
     /// Adds every write of `other`.
