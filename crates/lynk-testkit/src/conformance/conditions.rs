@@ -1,0 +1,137 @@
+//! The conditions of a write and a delete: `Absent`, `Vacant`, `VersionIs`,
+//! the conditional delete, and the current record returned on a conflict.
+
+use std::time::Duration;
+
+use lynk_core::{Condition, TokenUpdate, Version, WriteError};
+
+use super::ctx::{must_conflict, must_write, next, read, request, Ctx};
+
+pub(super) async fn create_when_absent(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("create");
+    let req = request(&key, Condition::Absent, next());
+    let expected = req.record_over(None);
+    let stored = must_write(ctx, req).await?;
+    ensure!(
+        stored == expected,
+        "write returned {stored:?}, expected {expected:?}"
+    );
+    let got = read(ctx, &key).await?;
+    ensure!(
+        got.as_ref() == Some(&expected),
+        "read returned {got:?}, expected {expected:?}"
+    );
+    Ok(())
+}
+
+pub(super) async fn absent_fails_when_present(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("absent-present");
+    let first = must_write(ctx, request(&key, Condition::Absent, next())).await?;
+    must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
+    let got = read(ctx, &key).await?;
+    ensure!(
+        got.as_ref() == Some(&first),
+        "a failed write changed the record: {got:?}"
+    );
+    Ok(())
+}
+
+pub(super) async fn vacant_semantics(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("vacant");
+    let held = must_write(ctx, request(&key, Condition::Vacant, next())).await?;
+    must_conflict(ctx, request(&key, Condition::Vacant, next())).await?;
+    let mut release = request(
+        &key,
+        Condition::VersionIs(held.version.clone()),
+        TokenUpdate::Keep,
+    );
+    release.released = true;
+    release.lease_duration = Duration::ZERO;
+    let released = must_write(ctx, release).await?;
+    ensure!(released.released, "released flag not stored: {released:?}");
+    must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
+    let again = must_write(ctx, request(&key, Condition::Vacant, next())).await?;
+    ensure!(
+        !again.released,
+        "a Vacant acquire left the record released: {again:?}"
+    );
+    Ok(())
+}
+
+pub(super) async fn version_condition(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("version");
+    must_conflict(
+        ctx,
+        request(&key, Condition::VersionIs(Version::random()), next()),
+    )
+    .await?;
+    ensure!(
+        read(ctx, &key).await?.is_none(),
+        "a failed VersionIs write created a record"
+    );
+    let a = must_write(ctx, request(&key, Condition::Absent, next())).await?;
+    must_conflict(
+        ctx,
+        request(&key, Condition::VersionIs(Version::random()), next()),
+    )
+    .await?;
+    let b = must_write(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(a.version.clone()),
+            TokenUpdate::Keep,
+        ),
+    )
+    .await?;
+    ensure!(b.version != a.version, "version did not change");
+    must_conflict(
+        ctx,
+        request(
+            &key,
+            Condition::VersionIs(a.version.clone()),
+            TokenUpdate::Keep,
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn conditional_delete(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("delete");
+    match ctx.backend.delete(&key, &Version::random()).await {
+        Err(WriteError::ConditionFailed { .. }) => {}
+        other => return Err(format!("delete of a missing record returned {other:?}")),
+    }
+    let rec = must_write(ctx, request(&key, Condition::Absent, next())).await?;
+    match ctx.backend.delete(&key, &Version::random()).await {
+        Err(WriteError::ConditionFailed { .. }) => {}
+        other => return Err(format!("delete with a wrong version returned {other:?}")),
+    }
+    ensure!(
+        read(ctx, &key).await?.is_some(),
+        "a failed delete removed the record"
+    );
+    ctx.backend
+        .delete(&key, &rec.version)
+        .await
+        .map_err(|e| format!("delete with the right version failed: {e}"))?;
+    ensure!(read(ctx, &key).await?.is_none(), "delete left the record");
+    Ok(())
+}
+
+pub(super) async fn conflict_returns_current(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("current");
+    let rec = must_write(ctx, request(&key, Condition::Absent, next())).await?;
+    let current = must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
+    ensure!(
+        current.as_ref() == Some(&rec),
+        "conflict returned {current:?}, expected {rec:?}"
+    );
+    match ctx.backend.delete(&key, &Version::random()).await {
+        Err(WriteError::ConditionFailed { current: Some(c) }) if c == rec => Ok(()),
+        other => Err(format!(
+            "a failed delete returned {other:?}, expected the current record"
+        )),
+    }
+}

@@ -1,0 +1,136 @@
+//! The conformance suite: checks that a [`LockBackend`] keeps the trait's
+//! contract. Every backend in the lynk repository runs it; run it on yours.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use lynk_testkit::{conformance, MemoryBackend};
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let report = conformance::run_all(Arc::new(MemoryBackend::new())).await;
+//!     println!("{report}");
+//!     report.assert_ok();
+//! }
+//! ```
+//!
+//! Cases use lock names with a random prefix, so one table can serve many
+//! runs. Cases that need a capability the backend does not declare are
+//! reported as skipped, with the reason, never silently dropped.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use lynk_core::{Capabilities, LockBackend, Version};
+
+/// Returns `Err(message)` from a case unless `$cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+mod concurrency;
+mod conditions;
+mod ctx;
+mod fencing;
+mod fields;
+mod report;
+
+use concurrency::{concurrent_cas_has_one_winner, race_counter_is_exact};
+use conditions::{
+    absent_fails_when_present, conditional_delete, conflict_returns_current, create_when_absent,
+    vacant_semantics, version_condition,
+};
+use ctx::Ctx;
+use fencing::fencing_tokens_strictly_increase;
+use fields::{fields_round_trip, long_and_unicode_keys, read_missing_is_none, token_arithmetic};
+pub use report::Report;
+
+type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+type CaseFn = for<'a> fn(&'a Ctx) -> CaseFuture<'a>;
+
+/// A case of the suite.
+struct Case {
+    name: &'static str,
+    needs: fn(&Capabilities) -> Option<&'static str>,
+    run: CaseFn,
+}
+
+fn always(_: &Capabilities) -> Option<&'static str> {
+    None
+}
+
+fn needs_current(c: &Capabilities) -> Option<&'static str> {
+    (!c.returns_current_on_conflict)
+        .then_some("backend does not return the current record on a failed condition")
+}
+
+macro_rules! case {
+    ($name:ident) => {
+        Case {
+            name: stringify!($name),
+            needs: always,
+            run: |ctx| Box::pin($name(ctx)),
+        }
+    };
+    ($name:ident, $needs:expr) => {
+        Case {
+            name: stringify!($name),
+            needs: $needs,
+            run: |ctx| Box::pin($name(ctx)),
+        }
+    };
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        case!(read_missing_is_none),
+        case!(create_when_absent),
+        case!(absent_fails_when_present),
+        case!(vacant_semantics),
+        case!(version_condition),
+        case!(token_arithmetic),
+        case!(fields_round_trip),
+        case!(conditional_delete),
+        case!(conflict_returns_current, needs_current),
+        case!(long_and_unicode_keys),
+        case!(concurrent_cas_has_one_winner),
+        case!(race_counter_is_exact),
+        case!(fencing_tokens_strictly_increase),
+    ]
+}
+
+/// The names of every case, in run order.
+pub fn case_names() -> Vec<&'static str> {
+    cases().iter().map(|c| c.name).collect()
+}
+
+/// Runs every case against `backend` and reports.
+pub async fn run_all(backend: Arc<dyn LockBackend>) -> Report {
+    run_selected(backend, |_| true).await
+}
+
+/// Runs the cases whose name `filter` accepts.
+pub async fn run_selected(backend: Arc<dyn LockBackend>, filter: impl Fn(&str) -> bool) -> Report {
+    let caps = backend.capabilities();
+    let prefix = format!("conf-{}", &Version::random().as_str()[..8]);
+    let ctx = Ctx { backend, prefix };
+    let mut report = Report::default();
+    for case in cases() {
+        if !filter(case.name) {
+            continue;
+        }
+        if let Some(why) = (case.needs)(&caps) {
+            report.skipped.push((case.name, why.to_owned()));
+            continue;
+        }
+        match (case.run)(&ctx).await {
+            Ok(()) => report.passed.push(case.name),
+            Err(e) => report.failed.push((case.name, e)),
+        }
+    }
+    report
+}
