@@ -7,6 +7,7 @@
 //! * [`TestClock`]: a controllable clock (advance by hand or let tokio's
 //!   paused time auto-advance), with drift and wall-clock offsets;
 //! * [`FaultyBackend`]: fault injection around any backend;
+//! * [`CountingBackend`]: request counts around any backend;
 //! * [`conformance`]: the suite every backend must pass.
 //!
 //! [`TestClock`] and the simulation ([`sim`]) run on tokio's paused time, so
@@ -33,6 +34,7 @@
 #[cfg(feature = "test-clock")]
 mod clock;
 pub mod conformance;
+mod counting;
 mod faults;
 mod memory;
 pub mod proxy;
@@ -41,8 +43,9 @@ pub mod sim;
 
 #[cfg(feature = "test-clock")]
 pub use clock::{TestClock, TEST_WALL_START};
+pub use counting::{CountingBackend, RequestCounts};
 pub use faults::{Fault, FaultCounts, FaultyBackend, Op, RandomFaults};
-pub use memory::{MemoryBackend, RequestCounts};
+pub use memory::MemoryBackend;
 
 /// A blocking lock factory over the process-wide in-memory table `table`: the
 /// original lynk's `lynk.get_lock_factory('table')`, with no AWS involved.

@@ -1,7 +1,6 @@
 //! An in-memory lock backend with DynamoDB's conditional-write semantics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
@@ -10,40 +9,13 @@ use lynk_core::{
     WriteRequest, MAX_NAME_BYTES,
 };
 
-/// How many requests of each kind a [`MemoryBackend`] has served.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestCounts {
-    /// `read` calls.
-    pub reads: u64,
-    /// `write` calls (applied or not).
-    pub writes: u64,
-    /// `delete` calls (applied or not).
-    pub deletes: u64,
-}
-
-impl RequestCounts {
-    /// All requests.
-    pub fn total(&self) -> u64 {
-        self.reads + self.writes + self.deletes
-    }
-
-    /// Requests made since `earlier`.
-    pub fn since(&self, earlier: RequestCounts) -> RequestCounts {
-        RequestCounts {
-            reads: self.reads - earlier.reads,
-            writes: self.writes - earlier.writes,
-            deletes: self.deletes - earlier.deletes,
-        }
-    }
-}
+use crate::counting::{Counters, RequestCounts};
+use crate::Op;
 
 #[derive(Debug, Default)]
 struct Table {
     records: Mutex<HashMap<String, LockRecord>>,
-    reads: AtomicU64,
-    writes: AtomicU64,
-    deletes: AtomicU64,
+    counters: Counters,
 }
 
 /// A lock table in memory: one compare-and-set per call under a mutex, so
@@ -90,11 +62,7 @@ impl MemoryBackend {
 
     /// The requests served so far.
     pub fn counts(&self) -> RequestCounts {
-        RequestCounts {
-            reads: self.table.reads.load(Ordering::Relaxed),
-            writes: self.table.writes.load(Ordering::Relaxed),
-            deletes: self.table.deletes.load(Ordering::Relaxed),
-        }
+        self.table.counters.get()
     }
 
     /// The stored record of `key`, without counting a request.
@@ -137,13 +105,13 @@ fn check_key(key: &str) -> Result<(), BackendError> {
 #[async_trait]
 impl LockBackend for MemoryBackend {
     async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
-        self.table.reads.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.count(Op::Read);
         check_key(key)?;
         Ok(self.get(key))
     }
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
-        self.table.writes.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.count(Op::Write);
         check_key(&request.key)?;
         let mut records = self.records();
         let current = records.get(&request.key);
@@ -158,7 +126,7 @@ impl LockBackend for MemoryBackend {
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        self.table.deletes.fetch_add(1, Ordering::Relaxed);
+        self.table.counters.count(Op::Delete);
         check_key(key)?;
         let mut records = self.records();
         match records.get(key) {

@@ -151,7 +151,7 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
 
 fn figures(world: &World, h: &History, report: &mut SimReport) {
     let c = &h.counts;
-    report.operations = world.store.requests.load(Ordering::Relaxed);
+    report.operations = world.store.counts().total();
     report.acquisitions = h.holdings.len() as u64;
     let mut faults = FaultCounts::default();
     for f in world

@@ -44,7 +44,6 @@ mod signal;
 mod worker;
 mod world;
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use lynk_core::LockBackend;
@@ -52,8 +51,7 @@ use lynk_core::LockBackend;
 pub use config::SimConfig;
 pub use report::{SimReport, SimTotals};
 
-use crate::MemoryBackend;
-use net::Counting;
+use crate::{CountingBackend, MemoryBackend};
 use world::World;
 
 /// The one lock every handle contends for.
@@ -76,10 +74,7 @@ pub fn run(config: &SimConfig) -> SimReport {
 /// duration; the store's faults then come from wherever they are injected,
 /// and [`SimConfig::faults`] adds more on top.
 pub async fn simulate_on(config: SimConfig, store: Arc<dyn LockBackend>) -> SimReport {
-    let store = Counting {
-        inner: store,
-        requests: Arc::new(AtomicU64::new(0)),
-    };
+    let store = CountingBackend::new(store);
     let world = Arc::new(World::new(config, store));
     let hosts: Vec<_> = (0..world.config.clients)
         .map(|i| tokio::spawn(host::run(world.clone(), i)))

@@ -261,29 +261,3 @@ impl LockBackend for NoCurrentOnConflict {
         Capabilities::minimal()
     }
 }
-
-/// The shared store, counting the requests that reach it.
-#[derive(Clone, Debug)]
-pub(super) struct Counting {
-    pub(super) inner: Arc<dyn LockBackend>,
-    pub(super) requests: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl LockBackend for Counting {
-    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.read(key).await
-    }
-    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.write(request).await
-    }
-    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.delete(key, expected).await
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-}

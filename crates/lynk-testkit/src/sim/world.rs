@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use lynk_core::{Clock, LeaseWatch, LockClient, LockGuard};
 
-use super::net::{Counting, HostLink};
+use super::net::HostLink;
 use super::SimConfig;
-use crate::{FaultyBackend, TestClock};
+use crate::{CountingBackend, FaultyBackend, TestClock};
 
 /// One acquisition, as its holder saw it.
 pub(super) struct Holding {
@@ -92,18 +92,18 @@ pub(super) struct History {
 
 pub(super) struct World {
     pub(super) config: SimConfig,
-    pub(super) store: Counting,
+    pub(super) store: CountingBackend,
     pub(super) real: TestClock,
     pub(super) start: Instant,
     pub(super) end: Instant,
     history: Mutex<History>,
-    pub(super) faults: Mutex<Vec<FaultyBackend<Counting>>>,
+    pub(super) faults: Mutex<Vec<FaultyBackend<CountingBackend>>>,
     pub(super) clients: Mutex<Vec<LockClient>>,
     pub(super) links: Mutex<Vec<Arc<HostLink>>>,
 }
 
 impl World {
-    pub(super) fn new(config: SimConfig, store: Counting) -> Self {
+    pub(super) fn new(config: SimConfig, store: CountingBackend) -> Self {
         let real = TestClock::new();
         let start = real.now();
         World {
