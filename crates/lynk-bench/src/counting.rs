@@ -1,77 +1,36 @@
-//! Request counters: a wrapper around any `LockBackend` (counts every call the
-//! engine makes), and an SDK interceptor (counts every HTTP attempt,
-//! retries included) for clients on aws-sdk-dynamodb.
+//! Request counts: a client's backend calls (through lynk-testkit's
+//! `CountingBackend`) or, for clients on aws-sdk-dynamodb, every HTTP
+//! attempt (an SDK interceptor; retries included).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use lynk_core::{
-    BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest,
-};
+use lynk_testkit::CountingBackend;
 
-/// A shared request count.
-#[derive(Clone, Debug, Default)]
-pub struct Counter(Arc<AtomicU64>);
+/// The requests one client has made so far.
+#[derive(Clone, Debug)]
+pub enum Counter {
+    /// Every backend call of a lynk client (the in-memory backend).
+    Backend(CountingBackend),
+    /// Every HTTP attempt of an SDK client (the emulators).
+    Sdk(SdkCounter),
+}
 
 impl Counter {
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts every backend call of one client.
-#[derive(Debug)]
-pub struct CountingBackend {
-    inner: Arc<dyn LockBackend>,
-    counter: Counter,
-}
-
-impl CountingBackend {
-    pub fn new(inner: Arc<dyn LockBackend>) -> (Self, Counter) {
-        let counter = Counter::default();
-        (
-            CountingBackend {
-                inner,
-                counter: counter.clone(),
-            },
-            counter,
-        )
-    }
-}
-
-#[async_trait]
-impl LockBackend for CountingBackend {
-    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
-        self.counter.inc();
-        self.inner.read(key).await
-    }
-
-    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
-        self.counter.inc();
-        self.inner.write(request).await
-    }
-
-    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        self.counter.inc();
-        self.inner.delete(key, expected).await
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        match self {
+            Counter::Backend(b) => b.counts().total(),
+            Counter::Sdk(s) => s.0.load(Ordering::Relaxed),
+        }
     }
 }
 
 /// Counts every HTTP attempt an SDK client sends.
 #[derive(Clone, Debug, Default)]
-pub struct SdkCounter(pub Counter);
+pub struct SdkCounter(Arc<AtomicU64>);
 
 impl Intercept for SdkCounter {
     fn name(&self) -> &'static str {
@@ -84,7 +43,7 @@ impl Intercept for SdkCounter {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.inc();
+        self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }

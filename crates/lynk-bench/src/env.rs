@@ -9,9 +9,9 @@ use aws_sdk_dynamodb::types::{
 };
 use lynk_core::{LockBackend, LockClient, LockClientBuilder};
 use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin};
-use lynk_testkit::MemoryBackend;
+use lynk_testkit::{CountingBackend, MemoryBackend};
 
-use crate::counting::{Counter, CountingBackend, SdkCounter};
+use crate::counting::{Counter, SdkCounter};
 
 /// The store under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -67,7 +67,10 @@ pub fn counting_sdk(config: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client
     let conf = aws_sdk_dynamodb::config::Builder::from(config)
         .interceptor(counter.clone())
         .build();
-    (aws_sdk_dynamodb::Client::from_conf(conf), counter.0)
+    (
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        Counter::Sdk(counter),
+    )
 }
 
 impl Env {
@@ -109,8 +112,9 @@ impl Env {
     pub async fn backend(&self) -> (Arc<dyn LockBackend>, Counter) {
         match &self.sdk {
             None => {
-                let (b, c) = CountingBackend::new(Arc::new(self.memory.clone()));
-                (Arc::new(b), c)
+                let memory: Arc<dyn LockBackend> = Arc::new(self.memory.clone());
+                let counted = CountingBackend::new(memory);
+                (Arc::new(counted.clone()), Counter::Backend(counted))
             }
             Some(config) => {
                 let (client, counter) = counting_sdk(config);

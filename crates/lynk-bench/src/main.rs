@@ -4,9 +4,10 @@
 
 mod counting;
 mod env;
-mod lynk_suite;
+mod lynk_imp;
 mod peer;
 mod scale;
+mod suite;
 mod util;
 mod worker;
 
@@ -86,7 +87,7 @@ fn main() {
         ..
     } = cli.cmd
     {
-        lynk_suite::per_minute_virtual(&report);
+        lynk_imp::per_minute_virtual(&report);
     }
     let rt = if cli.multi_thread {
         tokio::runtime::Builder::new_multi_thread()
@@ -100,8 +101,8 @@ fn main() {
         match cli.cmd {
             Cmd::Suite { server, endpoint } => {
                 let env = Env::new(server, endpoint.as_deref()).await;
-                let sizes = lynk_suite::Sizes::for_server(server, cli.smoke);
-                lynk_suite::run(&env, sizes, &report).await;
+                let sizes = suite::Sizes::for_server(server, cli.smoke);
+                lynk_imp::run(&env, sizes, &report).await;
             }
             Cmd::Scale { locks } => {
                 let (n, lease, hold) = if cli.smoke {
@@ -120,7 +121,7 @@ fn main() {
                 scale::run(n, lease, hold, &report).await;
             }
             Cmd::Peer { endpoint, label } => {
-                let sizes = lynk_suite::Sizes::for_server(Server::Moto, cli.smoke);
+                let sizes = suite::Sizes::for_server(Server::Moto, cli.smoke);
                 peer::run(&endpoint, &label, sizes, &report).await;
             }
             Cmd::SetupTable { imp, endpoint } => {
