@@ -172,3 +172,28 @@ fn a_blocking_drop_on_a_silent_store_is_bounded() {
     // Generous: the bound is 300 ms; only a hang would take seconds.
     assert!(took < Duration::from_secs(5), "drop took {took:?}");
 }
+
+/// A wait that ends while the store has not answered its one call yet (the
+/// call's limit is longer than the wait) names the silent store, not an
+/// imagined holder.
+#[tokio::test(start_paused = true)]
+async fn a_wait_shorter_than_one_call_names_the_silent_store() {
+    let faulty = FaultyBackend::new(MemoryBackend::new());
+    let clock = TestClock::new();
+    let c = client(faulty.clone(), &clock, "w");
+    faulty.inject(None, None, Fault::Stall, None);
+    let err = c
+        .create_lock("x")
+        .acquire_timeout(Duration::from_secs(3))
+        .await
+        .expect_err("nothing answers");
+    match &err {
+        LockError::NotGranted {
+            holder: None,
+            last_error: Some(e),
+            ..
+        } => assert!(e.message().contains("has not answered"), "{err}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("the store kept failing"), "{err}");
+}

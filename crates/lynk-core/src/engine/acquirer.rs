@@ -104,13 +104,16 @@ impl Acquirer {
             .call_timeout_for(spec.lease)
             .min(config.signal_after(spec.lease));
         let by = engine.clock.now() + limit;
+        engine.slots.note_call(&self.name, Some(engine.clock.now()));
         let current = match std::mem::replace(&mut self.next, Next::Read) {
             Next::Write(condition) => match self.write(condition, &spec, by).await {
                 Written::Granted(record, sent) => {
+                    engine.slots.note_call(&self.name, None);
                     self.grant(waiter_id, &spec, record, sent);
                     return false;
                 }
                 Written::Stale(version) => {
+                    engine.slots.note_call(&self.name, None);
                     self.next = Next::Write(Condition::VersionIs(version));
                     return true;
                 }
@@ -121,6 +124,7 @@ impl Acquirer {
                 engine.read_by(&self.name, by).await
             }
         };
+        engine.slots.note_call(&self.name, None);
         match current {
             Ok(current) => {
                 self.backoff = config.initial_backoff;

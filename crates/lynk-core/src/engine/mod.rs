@@ -208,7 +208,7 @@ impl Engine {
 
     /// The last holder and store error seen while waiting for `name`.
     pub(crate) fn wait_info(&self, name: &str) -> (Option<String>, Option<crate::BackendError>) {
-        self.slots.wait_info(name)
+        self.slots.wait_info(name, self.clock.now())
     }
 
     /// Names of the locks held now.

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
@@ -72,6 +72,8 @@ struct SlotState {
     last_holder: Option<String>,
     /// The store error the acquirer is retrying, if any, for error messages.
     last_error: Option<BackendError>,
+    /// When the acquirer's store call now in flight was sent.
+    call_since: Option<Instant>,
     /// Wakes the acquirer from a poll or backoff sleep: a `try_acquire`
     /// waiter wants its answer now, or the client is shutting down.
     wake: Arc<Notify>,
@@ -287,12 +289,38 @@ impl Slots {
         }
     }
 
-    /// The last holder and store error seen while waiting for `name`.
-    pub(crate) fn wait_info(&self, name: &str) -> (Option<String>, Option<BackendError>) {
-        self.map()
-            .get(name)
-            .map(|s| (s.last_holder.clone(), s.last_error.clone()))
-            .unwrap_or_default()
+    /// Notes that the acquirer of `name` sent a store call at `at` (`None`:
+    /// it was answered or given up).
+    pub(crate) fn note_call(&self, name: &str, at: Option<Instant>) {
+        if let Some(state) = self.map().get_mut(name) {
+            state.call_since = at;
+        }
+    }
+
+    /// The last holder and store error seen while waiting for `name`, as of
+    /// `now`: a store call unanswered for over a second counts as an error.
+    pub(crate) fn wait_info(
+        &self,
+        name: &str,
+        now: Instant,
+    ) -> (Option<String>, Option<BackendError>) {
+        let map = self.map();
+        let Some(s) = map.get(name) else {
+            return (None, None);
+        };
+        let silent = s
+            .call_since
+            .map(|at| now.saturating_duration_since(at))
+            .filter(|d| *d >= Duration::from_secs(1));
+        let error = match (&s.last_error, silent) {
+            (Some(e), _) => Some(e.clone()),
+            (None, Some(d)) => Some(BackendError::new(
+                crate::BackendErrorKind::Unavailable,
+                format!("the store has not answered a request sent {d:.1?} ago"),
+            )),
+            (None, None) => None,
+        };
+        (s.last_holder.clone(), error)
     }
 
     /// Names with a local holder, sorted.
