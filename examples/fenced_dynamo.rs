@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use lynk_core::{Condition, LockBackend, LockClient, TokenUpdate, Version, WriteRequest};
-use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, Error, FencedWrite, TableAdmin};
+use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, Error, TableAdmin};
 
 fn put(table: &str, value: &str) -> Put {
     Put::builder()

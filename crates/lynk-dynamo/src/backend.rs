@@ -8,19 +8,14 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, Clock, Condition, LockBackend, LockRecord,
-    SystemClock, TokenUpdate, Version, WriteError, WriteRequest,
+    BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, SystemClock,
+    Version, WriteError, WriteRequest,
 };
 
 use crate::classify::{backend_error, write_error, Attempts, Effect};
-use crate::expression::Placeholders;
-use crate::item::{
-    format_lease, key_of, record_from_item, EXPIRES_AT, FENCING_TOKEN, HOST_IDENTIFIER,
-    LEASE_DURATION, LOCK_KEY, PAYLOAD, RELEASED, VERSION_NUMBER,
-};
+use crate::item::{delete_condition, key_of, record_from_item, write_expressions};
 use crate::{AwsOptions, Error};
 
 /// How long a record stays in the table after its last write before
@@ -152,7 +147,7 @@ impl DynamoBackendBuilder {
     }
 
     /// Whether the server supports `TransactWriteItems` (default `true`;
-    /// dynalite does not). Needed for [fenced writes](crate::FencedWrite).
+    /// dynalite does not). Needed for [fenced writes](DynamoBackend::fenced_write).
     pub fn transactions(mut self, yes: bool) -> Self {
         self.transactions = yes;
         self
@@ -161,12 +156,17 @@ impl DynamoBackendBuilder {
     /// Loads the AWS configuration (unless a client was given) and builds
     /// the backend. Does not contact the table; use
     /// [`TableAdmin::check_table`](crate::TableAdmin::check_table) for that.
-    pub async fn build(self) -> Result<DynamoBackend, Error> {
-        let client = match self.client {
+    pub async fn build(mut self) -> Result<DynamoBackend, Error> {
+        let client = match self.client.take() {
             Some(c) => c,
             None => self.options.load_client().await?,
         };
-        Ok(DynamoBackend {
+        Ok(self.finish(client))
+    }
+
+    /// The backend over `client`, with this builder's settings.
+    fn finish(self, client: aws_sdk_dynamodb::Client) -> DynamoBackend {
+        DynamoBackend {
             inner: Arc::new(Inner {
                 client,
                 table: self.table,
@@ -176,7 +176,7 @@ impl DynamoBackendBuilder {
                     .with_returns_current_on_conflict(self.returns_current_on_conflict)
                     .with_transactions(self.transactions),
             }),
-        })
+        }
     }
 }
 
@@ -195,20 +195,13 @@ impl DynamoBackend {
         }
     }
 
-    /// A backend for `table` over an existing SDK client, with the default
-    /// settings (DynamoDB's capabilities, seven days of retention).
+    /// A backend for `table` over an existing SDK client, with the
+    /// builder's default settings (DynamoDB's capabilities, seven days of
+    /// retention, the system clock). For other settings, use
+    /// [`builder`](DynamoBackend::builder) with
+    /// [`client`](DynamoBackendBuilder::client).
     pub fn from_client(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        DynamoBackend {
-            inner: Arc::new(Inner {
-                client,
-                table: table.into(),
-                clock: Arc::new(SystemClock),
-                retention: DEFAULT_RETENTION,
-                capabilities: Capabilities::minimal()
-                    .with_returns_current_on_conflict(true)
-                    .with_transactions(true),
-            }),
-        }
+        Self::builder(table).finish(client)
     }
 
     /// The table name.
@@ -221,9 +214,9 @@ impl DynamoBackend {
         &self.inner.client
     }
 
-    /// Table administration over the same client.
+    /// Table administration over the same client and clock.
     pub fn admin(&self) -> crate::TableAdmin {
-        crate::TableAdmin::new(self.inner.client.clone())
+        crate::TableAdmin::new(self.inner.client.clone()).with_clock(self.inner.clock.clone())
     }
 
     /// The `expiresAt` value for a record written now with `lease`.
@@ -258,97 +251,6 @@ impl DynamoBackend {
     }
 }
 
-/// Builds the `UpdateItem` expressions for `request`.
-pub(crate) struct WriteExpressions {
-    pub(crate) update: String,
-    pub(crate) condition: String,
-    pub(crate) placeholders: Placeholders,
-}
-
-pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> WriteExpressions {
-    let mut p = Placeholders::default();
-    let condition = match &request.condition {
-        Condition::Absent => format!("attribute_not_exists({})", p.name(LOCK_KEY)),
-        Condition::Vacant => format!(
-            "attribute_not_exists({}) OR {} = {}",
-            p.name(LOCK_KEY),
-            p.name(RELEASED),
-            p.value("true", AttributeValue::Bool(true))
-        ),
-        Condition::VersionIs(v) => format!(
-            "{} = {}",
-            p.name(VERSION_NUMBER),
-            p.value("expected", AttributeValue::S(v.as_str().to_owned()))
-        ),
-    };
-    let mut set = vec![
-        format!(
-            "{} = {}",
-            p.name(VERSION_NUMBER),
-            p.value(
-                "version",
-                AttributeValue::S(request.version.as_str().to_owned())
-            )
-        ),
-        format!(
-            "{} = {}",
-            p.name(LEASE_DURATION),
-            p.value(
-                "lease",
-                AttributeValue::N(format_lease(request.lease_duration))
-            )
-        ),
-        format!(
-            "{} = {}",
-            p.name(HOST_IDENTIFIER),
-            p.value("host", AttributeValue::S(request.host.clone()))
-        ),
-        format!(
-            "{} = {}",
-            p.name(EXPIRES_AT),
-            p.value("expires", AttributeValue::N(expires_at.to_string()))
-        ),
-    ];
-    let mut remove = Vec::new();
-    if let TokenUpdate::Next { initial } = request.token {
-        // stored + 1 if a token exists, else exactly `initial`.
-        let base = i128::from(initial) - 1;
-        let t = p.name(FENCING_TOKEN);
-        set.push(format!(
-            "{t} = if_not_exists({t}, {}) + {}",
-            p.value("base", AttributeValue::N(base.to_string())),
-            p.value("one", AttributeValue::N("1".into()))
-        ));
-    }
-    match &request.payload {
-        Some(b) => set.push(format!(
-            "{} = {}",
-            p.name(PAYLOAD),
-            p.value("payload", AttributeValue::B(Blob::new(b.to_vec())))
-        )),
-        None => remove.push(p.name(PAYLOAD)),
-    }
-    if request.released {
-        set.push(format!(
-            "{} = {}",
-            p.name(RELEASED),
-            p.value("true", AttributeValue::Bool(true))
-        ));
-    } else {
-        remove.push(p.name(RELEASED));
-    }
-    let mut update = format!("SET {}", set.join(", "));
-    if !remove.is_empty() {
-        update.push_str(" REMOVE ");
-        update.push_str(&remove.join(", "));
-    }
-    WriteExpressions {
-        update,
-        condition,
-        placeholders: p,
-    }
-}
-
 #[async_trait]
 impl LockBackend for DynamoBackend {
     async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
@@ -380,7 +282,7 @@ impl LockBackend for DynamoBackend {
             .update_item()
             .table_name(&self.inner.table)
             .set_key(Some(key_of(&request.key)))
-            .update_expression(expr.update)
+            .set_update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(expr.placeholders.names())
             .set_expression_attribute_values(expr.placeholders.values())
@@ -435,12 +337,7 @@ impl LockBackend for DynamoBackend {
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        let mut p = Placeholders::default();
-        let condition = format!(
-            "{} = {}",
-            p.name(VERSION_NUMBER),
-            p.value("expected", AttributeValue::S(expected.as_str().to_owned()))
-        );
+        let expr = delete_condition(expected);
         let attempts = Attempts::default();
         let result = self
             .inner
@@ -448,9 +345,9 @@ impl LockBackend for DynamoBackend {
             .delete_item()
             .table_name(&self.inner.table)
             .set_key(Some(key_of(key)))
-            .condition_expression(condition)
-            .set_expression_attribute_names(p.names())
-            .set_expression_attribute_values(p.values())
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(expr.placeholders.names())
+            .set_expression_attribute_values(expr.placeholders.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .interceptor(attempts.clone())

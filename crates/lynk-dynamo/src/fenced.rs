@@ -3,14 +3,11 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use lynk_core::LockGuard;
 
 use crate::classify::admin_error;
-use crate::expression::Placeholders;
-use crate::item::{key_of, FENCING_TOKEN, RELEASED};
+use crate::item::{fence_condition, key_of};
 use crate::{DynamoBackend, Error};
 
 /// One write of yours to make conditional on holding a lock: the
@@ -75,7 +72,8 @@ impl UserWrite {
     }
 }
 
-/// The fenced-write operations of a [`DynamoBackend`].
+/// Fenced writes: the [`DynamoBackend`] operations that make your own
+/// writes conditional on holding a lock.
 ///
 /// The fence is a `ConditionCheck` on the lock record:
 /// `fencingToken = <the guard's token> AND attribute_not_exists(released)`.
@@ -88,7 +86,6 @@ impl UserWrite {
 /// ```no_run
 /// # async fn f(backend: lynk_dynamo::DynamoBackend, guard: lynk_core::LockGuard) -> Result<(), lynk_dynamo::Error> {
 /// use lynk_dynamo::aws_sdk_dynamodb::types::{AttributeValue, Put};
-/// use lynk_dynamo::FencedWrite;
 /// let put = Put::builder()
 ///     .table_name("accounts")
 ///     .item("id", AttributeValue::S("42".into()))
@@ -98,53 +95,26 @@ impl UserWrite {
 /// backend.fenced_write(&guard, put).await?; // Error::LockLost if taken over
 /// # Ok(()) }
 /// ```
-pub trait FencedWrite {
+impl DynamoBackend {
     /// The `ConditionCheck` that holds only while `guard` holds its lock, to
     /// compose into a transaction of your own.
-    fn fence(&self, guard: &LockGuard) -> ConditionCheck;
+    pub fn fence(&self, guard: &LockGuard) -> ConditionCheck {
+        let expr = fence_condition(guard.fencing_token());
+        ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(key_of(guard.name())))
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(expr.placeholders.names())
+            .set_expression_attribute_values(expr.placeholders.values())
+            .build()
+            .unwrap_or_else(|e| unreachable!("table, key and condition are set: {e}"))
+    }
 
     /// Applies `write` if and only if `guard` still holds its lock, as one
     /// transaction. Fails with [`Error::LockLost`] (nothing written) when
     /// the lock was taken over or released, and with
     /// [`Error::WriteConditionFailed`] when your write's own condition failed.
-    fn fenced_write(
-        &self,
-        guard: &LockGuard,
-        write: impl Into<UserWrite> + Send,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send;
-
-    /// Like [`fenced_write`](FencedWrite::fenced_write) for up to 99 writes,
-    /// all applied or none.
-    fn fenced_write_all(
-        &self,
-        guard: &LockGuard,
-        writes: Vec<UserWrite>,
-    ) -> impl std::future::Future<Output = Result<(), Error>> + Send;
-}
-
-impl FencedWrite for DynamoBackend {
-    fn fence(&self, guard: &LockGuard) -> ConditionCheck {
-        let mut p = Placeholders::default();
-        let condition = format!(
-            "{} = {} AND attribute_not_exists({})",
-            p.name(FENCING_TOKEN),
-            p.value(
-                "token",
-                AttributeValue::N(guard.fencing_token().get().to_string())
-            ),
-            p.name(RELEASED)
-        );
-        ConditionCheck::builder()
-            .table_name(self.table())
-            .set_key(Some(key_of(guard.name())))
-            .condition_expression(condition)
-            .set_expression_attribute_names(p.names())
-            .set_expression_attribute_values(p.values())
-            .build()
-            .unwrap_or_else(|e| unreachable!("table, key and condition are set: {e}"))
-    }
-
-    async fn fenced_write(
+    pub async fn fenced_write(
         &self,
         guard: &LockGuard,
         write: impl Into<UserWrite> + Send,
@@ -152,7 +122,9 @@ impl FencedWrite for DynamoBackend {
         self.fenced_write_all(guard, vec![write.into()]).await
     }
 
-    async fn fenced_write_all(
+    /// Like [`fenced_write`](DynamoBackend::fenced_write) for up to 99
+    /// writes, all applied or none.
+    pub async fn fenced_write_all(
         &self,
         guard: &LockGuard,
         writes: Vec<UserWrite>,
@@ -227,9 +199,7 @@ impl FencedWrite for DynamoBackend {
             Err(e) => Err(admin_error(e, "TransactWriteItems", self.table())),
         }
     }
-}
 
-impl DynamoBackend {
     fn capabilities_transactions(&self) -> bool {
         lynk_core::LockBackend::capabilities(self).transactions
     }

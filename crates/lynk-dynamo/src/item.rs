@@ -14,12 +14,20 @@
 //! | `payload`        | B    | the holder's payload, if any                         |
 //! | `released`       | BOOL | present (and `true`) only on released records        |
 //! | `expiresAt`      | N    | epoch seconds after which DynamoDB's TTL may delete  |
+//!
+//! This module is the whole mapping: the attribute names, reading an item
+//! into a [`LockRecord`], and every update and condition expression lynk
+//! sends (the protocol's writes, the delete condition and the fence of a
+//! fenced write). `backend.rs` and `fenced.rs` only send the requests.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use lynk_core::{FencingToken, LockRecord, Version};
+use lynk_core::{Condition, FencingToken, LockRecord, TokenUpdate, Version, WriteRequest};
+
+use crate::expression::Placeholders;
 
 /// The hash key attribute: the lock name.
 pub const LOCK_KEY: &str = "lockKey";
@@ -206,6 +214,124 @@ pub(crate) fn expires_at(item: &HashMap<String, AttributeValue>) -> Option<u64> 
 /// The `Key` map for lock `name`.
 pub(crate) fn key_of(name: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([(LOCK_KEY.to_owned(), AttributeValue::S(name.to_owned()))])
+}
+
+/// The expressions of one request, with exactly the placeholders they use.
+pub(crate) struct Expressions {
+    /// The `UpdateExpression`, for `UpdateItem`.
+    pub(crate) update: Option<String>,
+    /// The `ConditionExpression`.
+    pub(crate) condition: String,
+    /// The names and values the expressions refer to.
+    pub(crate) placeholders: Placeholders,
+}
+
+/// `#attr = :label`, registering both.
+fn assign(p: &mut Placeholders, attr: &str, label: &str, value: AttributeValue) -> String {
+    format!("{} = {}", p.name(attr), p.value(label, value))
+}
+
+/// The `UpdateItem` expressions of a protocol write (acquire, takeover,
+/// heartbeat, handover, release): `request`'s condition, and an update that
+/// writes its record with the TTL attribute set to `expires_at`.
+pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expressions {
+    let mut p = Placeholders::default();
+    let condition = match &request.condition {
+        Condition::Absent => format!("attribute_not_exists({})", p.name(LOCK_KEY)),
+        Condition::Vacant => format!(
+            "attribute_not_exists({}) OR {}",
+            p.name(LOCK_KEY),
+            assign(&mut p, RELEASED, "true", AttributeValue::Bool(true))
+        ),
+        Condition::VersionIs(v) => version_is(&mut p, v),
+    };
+    let version = AttributeValue::S(request.version.as_str().to_owned());
+    let lease = AttributeValue::N(format_lease(request.lease_duration));
+    let mut set = vec![
+        assign(&mut p, VERSION_NUMBER, "version", version),
+        assign(&mut p, LEASE_DURATION, "lease", lease),
+        assign(
+            &mut p,
+            HOST_IDENTIFIER,
+            "host",
+            AttributeValue::S(request.host.clone()),
+        ),
+        assign(
+            &mut p,
+            EXPIRES_AT,
+            "expires",
+            AttributeValue::N(expires_at.to_string()),
+        ),
+    ];
+    let mut remove = Vec::new();
+    if let TokenUpdate::Next { initial } = request.token {
+        // stored + 1 if a token exists, else exactly `initial`.
+        let base = i128::from(initial) - 1;
+        let t = p.name(FENCING_TOKEN);
+        set.push(format!(
+            "{t} = if_not_exists({t}, {}) + {}",
+            p.value("base", AttributeValue::N(base.to_string())),
+            p.value("one", AttributeValue::N("1".into()))
+        ));
+    }
+    match &request.payload {
+        Some(b) => set.push(assign(
+            &mut p,
+            PAYLOAD,
+            "payload",
+            AttributeValue::B(Blob::new(b.to_vec())),
+        )),
+        None => remove.push(p.name(PAYLOAD)),
+    }
+    if request.released {
+        set.push(assign(&mut p, RELEASED, "true", AttributeValue::Bool(true)));
+    } else {
+        remove.push(p.name(RELEASED));
+    }
+    let mut update = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        update.push_str(" REMOVE ");
+        update.push_str(&remove.join(", "));
+    }
+    Expressions {
+        update: Some(update),
+        condition,
+        placeholders: p,
+    }
+}
+
+/// `versionNumber = :expected`.
+fn version_is(p: &mut Placeholders, expected: &Version) -> String {
+    let value = AttributeValue::S(expected.as_str().to_owned());
+    assign(p, VERSION_NUMBER, "expected", value)
+}
+
+/// The condition of a conditional delete: the record is still at `expected`.
+pub(crate) fn delete_condition(expected: &Version) -> Expressions {
+    let mut p = Placeholders::default();
+    let condition = version_is(&mut p, expected);
+    Expressions {
+        update: None,
+        condition,
+        placeholders: p,
+    }
+}
+
+/// The fence of a fenced write: the record still carries `token` and is not
+/// released (`fencingToken = :token AND attribute_not_exists(released)`).
+pub(crate) fn fence_condition(token: FencingToken) -> Expressions {
+    let mut p = Placeholders::default();
+    let token = AttributeValue::N(token.get().to_string());
+    let condition = format!(
+        "{} AND attribute_not_exists({})",
+        assign(&mut p, FENCING_TOKEN, "token", token),
+        p.name(RELEASED)
+    );
+    Expressions {
+        update: None,
+        condition,
+        placeholders: p,
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //!   format the original Python lynk (0.3.1) shares (see [`item`]).
 //! * [`TableAdmin`] creates, lists, checks and deletes lock tables, and lists
 //!   the locks in one.
-//! * [`FencedWrite`] makes your own DynamoDB write conditional on still
-//!   holding a lock, in one transaction.
+//! * [`DynamoBackend::fenced_write`] makes your own DynamoDB write
+//!   conditional on still holding a lock, in one transaction.
 //! * [`lock_client`] and [`get_lock_factory`] are the one-line starts, the
 //!   latter mirroring the original's `lynk.get_lock_factory('table')`.
 //!
@@ -46,7 +46,7 @@ pub use admin::{LockEntry, LockListing};
 pub use backend::{DynamoBackend, DynamoBackendBuilder, DEFAULT_RETENTION};
 pub use connect::{AwsOptions, Timeouts};
 pub use error::Error;
-pub use fenced::{FencedWrite, UserWrite};
+pub use fenced::UserWrite;
 
 pub use aws_sdk_dynamodb;
 pub use lynk_core;

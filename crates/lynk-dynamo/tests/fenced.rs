@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use common::Server;
 use lynk_core::{Condition, LockBackend, LockClient, TokenUpdate, Version, WriteRequest};
-use lynk_dynamo::{Error, FencedWrite};
+use lynk_dynamo::Error;
 
 fn put(table: &str, id: &str, value: &str) -> Put {
     Put::builder()
