@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use lynk_core::{Condition, LockRecord, ReleaseMode, WriteError};
 
-use super::ctx::{client, must_write, next, read, request, Ctx};
+use super::ctx::{client, must_read, must_write, next, request, update, Ctx};
 
 pub(super) async fn concurrent_cas_has_one_winner(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("cas");
     let base = must_write(ctx, request(&key, Condition::Absent, next())).await?;
     let attempts = (0..16).map(|_| {
         let backend = ctx.backend.clone();
-        let req = request(&key, Condition::VersionIs(base.version.clone()), next());
+        let req = update(&key, &base, next());
         async move { backend.write(req).await }
     });
     let results = futures::future::join_all(attempts).await;
@@ -28,12 +28,7 @@ pub(super) async fn concurrent_cas_has_one_winner(ctx: &Ctx) -> Result<(), Strin
             return Err(format!("backend error under contention: {e}"));
         }
     }
-    let got = read(ctx, &key).await?;
-    ensure!(
-        got.as_ref() == Some(winners[0]),
-        "stored record {got:?} is not the winner's"
-    );
-    Ok(())
+    must_read(ctx, &key, winners[0], "the winner's record").await
 }
 
 pub(super) async fn race_counter_is_exact(ctx: &Ctx) -> Result<(), String> {

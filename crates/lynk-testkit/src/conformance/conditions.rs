@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lynk_core::{Condition, TokenUpdate, Version, WriteError};
 
-use super::ctx::{must_conflict, must_write, next, read, request, Ctx};
+use super::ctx::{must_conflict, must_read, must_write, next, read, request, update, Ctx};
 
 pub(super) async fn create_when_absent(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("create");
@@ -16,35 +16,22 @@ pub(super) async fn create_when_absent(ctx: &Ctx) -> Result<(), String> {
         stored == expected,
         "write returned {stored:?}, expected {expected:?}"
     );
-    let got = read(ctx, &key).await?;
-    ensure!(
-        got.as_ref() == Some(&expected),
-        "read returned {got:?}, expected {expected:?}"
-    );
-    Ok(())
+    must_read(ctx, &key, &expected, "the created record").await
 }
 
 pub(super) async fn absent_fails_when_present(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("absent-present");
     let first = must_write(ctx, request(&key, Condition::Absent, next())).await?;
     must_conflict(ctx, request(&key, Condition::Absent, next())).await?;
-    let got = read(ctx, &key).await?;
-    ensure!(
-        got.as_ref() == Some(&first),
-        "a failed write changed the record: {got:?}"
-    );
-    Ok(())
+    let before = "the record as before the failed write";
+    must_read(ctx, &key, &first, before).await
 }
 
 pub(super) async fn vacant_semantics(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("vacant");
     let held = must_write(ctx, request(&key, Condition::Vacant, next())).await?;
     must_conflict(ctx, request(&key, Condition::Vacant, next())).await?;
-    let mut release = request(
-        &key,
-        Condition::VersionIs(held.version.clone()),
-        TokenUpdate::Keep,
-    );
+    let mut release = update(&key, &held, TokenUpdate::Keep);
     release.released = true;
     release.lease_duration = Duration::ZERO;
     let released = must_write(ctx, release).await?;
@@ -75,25 +62,9 @@ pub(super) async fn version_condition(ctx: &Ctx) -> Result<(), String> {
         request(&key, Condition::VersionIs(Version::random()), next()),
     )
     .await?;
-    let b = must_write(
-        ctx,
-        request(
-            &key,
-            Condition::VersionIs(a.version.clone()),
-            TokenUpdate::Keep,
-        ),
-    )
-    .await?;
+    let b = must_write(ctx, update(&key, &a, TokenUpdate::Keep)).await?;
     ensure!(b.version != a.version, "version did not change");
-    must_conflict(
-        ctx,
-        request(
-            &key,
-            Condition::VersionIs(a.version.clone()),
-            TokenUpdate::Keep,
-        ),
-    )
-    .await?;
+    must_conflict(ctx, update(&key, &a, TokenUpdate::Keep)).await?;
     Ok(())
 }
 

@@ -34,6 +34,11 @@ pub(super) fn request(key: &str, condition: Condition, token: TokenUpdate) -> Wr
     }
 }
 
+/// A write of `key` on condition that `over` is the stored record.
+pub(super) fn update(key: &str, over: &LockRecord, token: TokenUpdate) -> WriteRequest {
+    request(key, Condition::VersionIs(over.version.clone()), token)
+}
+
 pub(super) fn next() -> TokenUpdate {
     TokenUpdate::Next { initial: 1_000 }
 }
@@ -53,6 +58,22 @@ pub(super) async fn read(ctx: &Ctx, key: &str) -> Result<Option<LockRecord>, Str
         .read(key)
         .await
         .map_err(|e| format!("read failed: {e}"))
+}
+
+/// Reads `key` and checks that the stored record is `expected`, described
+/// by `what`.
+pub(super) async fn must_read(
+    ctx: &Ctx,
+    key: &str,
+    expected: &LockRecord,
+    what: &str,
+) -> Result<(), String> {
+    let got = read(ctx, key).await?;
+    ensure!(
+        got.as_ref() == Some(expected),
+        "read returned {got:?}, expected {what} {expected:?}"
+    );
+    Ok(())
 }
 
 pub(super) async fn must_write(ctx: &Ctx, req: WriteRequest) -> Result<LockRecord, String> {

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use lynk_core::{Clock, Condition, ReleaseMode, SystemClock, TokenUpdate};
+use lynk_core::{Clock, ReleaseMode, SystemClock, TokenUpdate};
 
-use super::ctx::{client, must_write, read, request, Ctx};
+use super::ctx::{client, must_write, read, update, Ctx};
 
 pub(super) async fn fencing_tokens_strictly_increase(ctx: &Ctx) -> Result<(), String> {
     let key = ctx.key("fencing");
@@ -36,11 +36,7 @@ pub(super) async fn fencing_tokens_strictly_increase(ctx: &Ctx) -> Result<(), St
     // A crashed holder: a record written directly, never heartbeated, then taken over.
     drop(g.release().await);
     let cur = read(ctx, &key).await?.ok_or("record vanished")?;
-    let mut crash = request(
-        &key,
-        Condition::VersionIs(cur.version.clone()),
-        TokenUpdate::Next { initial: 1 },
-    );
+    let mut crash = update(&key, &cur, TokenUpdate::Next { initial: 1 });
     crash.lease_duration = Duration::from_millis(300);
     crash.host = "crashed".to_owned();
     let crashed = must_write(ctx, crash).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lynk_core::{Condition, FencingToken, TokenUpdate};
 
-use super::ctx::{must_write, next, read, request, Ctx};
+use super::ctx::{must_read, must_write, next, read, request, update, Ctx};
 
 pub(super) async fn read_missing_is_none(ctx: &Ctx) -> Result<(), String> {
     let got = read(ctx, &ctx.key("missing")).await?;
@@ -22,50 +22,25 @@ pub(super) async fn token_arithmetic(ctx: &Ctx) -> Result<(), String> {
         "Keep on a new record gave token {:?}",
         none.fencing_token
     );
-    let first = must_write(
-        ctx,
-        request(&key, Condition::VersionIs(none.version.clone()), next()),
-    )
-    .await?;
+    let first = must_write(ctx, update(&key, &none, next())).await?;
     ensure!(
         first.fencing_token == Some(FencingToken::new(1_000)),
         "Next on a tokenless record gave {:?}, expected the initial 1000",
         first.fencing_token
     );
-    let second = must_write(
-        ctx,
-        request(
-            &key,
-            Condition::VersionIs(first.version.clone()),
-            TokenUpdate::Next { initial: 5 },
-        ),
-    )
-    .await?;
+    let second = must_write(ctx, update(&key, &first, TokenUpdate::Next { initial: 5 })).await?;
     ensure!(
         second.fencing_token == Some(FencingToken::new(1_001)),
         "Next gave {:?}, expected stored + 1 = 1001",
         second.fencing_token
     );
-    let kept = must_write(
-        ctx,
-        request(
-            &key,
-            Condition::VersionIs(second.version.clone()),
-            TokenUpdate::Keep,
-        ),
-    )
-    .await?;
+    let kept = must_write(ctx, update(&key, &second, TokenUpdate::Keep)).await?;
     ensure!(
         kept.fencing_token == second.fencing_token,
         "Keep changed the token to {:?}",
         kept.fencing_token
     );
-    let got = read(ctx, &key).await?;
-    ensure!(
-        got.as_ref() == Some(&kept),
-        "read returned {got:?}, expected {kept:?}"
-    );
-    Ok(())
+    must_read(ctx, &key, &kept, "the record Keep wrote").await
 }
 
 pub(super) async fn fields_round_trip(ctx: &Ctx) -> Result<(), String> {
@@ -75,16 +50,8 @@ pub(super) async fn fields_round_trip(ctx: &Ctx) -> Result<(), String> {
     req.payload = Some(Bytes::from_static(b"\x00\xffleader=10.0.0.7:8080"));
     req.host = "host-\u{e9}".to_owned();
     let stored = must_write(ctx, req).await?;
-    let got = read(ctx, &key).await?;
-    ensure!(
-        got.as_ref() == Some(&stored),
-        "read returned {got:?}, expected {stored:?}"
-    );
-    let mut clear = request(
-        &key,
-        Condition::VersionIs(stored.version.clone()),
-        TokenUpdate::Keep,
-    );
+    must_read(ctx, &key, &stored, "the record with every field").await?;
+    let mut clear = update(&key, &stored, TokenUpdate::Keep);
     clear.payload = None;
     let cleared = must_write(ctx, clear).await?;
     ensure!(
@@ -108,12 +75,8 @@ pub(super) async fn long_and_unicode_keys(ctx: &Ctx) -> Result<(), String> {
     let unicode = ctx.key("clé 🔒 / spaces");
     for key in [long, unicode] {
         let rec = must_write(ctx, request(&key, Condition::Absent, next())).await?;
-        let got = read(ctx, &key).await?;
-        ensure!(
-            got.as_ref() == Some(&rec),
-            "key of {} bytes did not round-trip",
-            key.len()
-        );
+        let what = format!("the record at a key of {} bytes", key.len());
+        must_read(ctx, &key, &rec, &what).await?;
     }
     Ok(())
 }
