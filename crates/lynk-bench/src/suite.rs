@@ -118,6 +118,22 @@ fn spawn_acquire<I: LockImpl>(lock: I::Lock) -> JoinHandle<I::Held> {
     tokio::spawn(async move { I::acquire(&lock).await })
 }
 
+/// Queues a waiter on `lock`, releases `held` after `hold`: the waiter's
+/// grant, and the requests `counter` counted from before the waiter started.
+async fn wait_out<I: LockImpl>(
+    held: I::Held,
+    lock: I::Lock,
+    hold: Duration,
+    counter: &Counter,
+) -> (I::Held, f64) {
+    let before = counter.get();
+    let waiter = spawn_acquire::<I>(lock);
+    sleep(hold).await;
+    I::release(held).await;
+    let g = waiter.await.expect("join");
+    (g, (counter.get() - before) as f64)
+}
+
 async fn cycles<I: LockImpl>(client: &I::Client, name: &str, n: u64) {
     let lock = I::lock(client, name);
     for _ in 0..n {
@@ -149,41 +165,22 @@ async fn requests<I: LockImpl>(imp: &I, s: &str, report: &Report) {
     report.figure(I::NAME, s, "req_contended_try", n, "req", note);
 
     // A contended acquire that waits 1.5 s for the other client's release.
-    let before = cb.get();
-    let waiter = spawn_acquire::<I>(I::lock(&b, "req-contended"));
-    sleep(Duration::from_millis(1500)).await;
-    I::release(held).await;
-    let g = waiter.await.expect("join");
-    report.figure(
-        I::NAME,
-        s,
-        "req_contended_acquire",
-        (cb.get() - before) as f64,
-        "req",
-        &format!(
-            "acquire waiting through a 1.5 s hold by another client ({})",
-            I::RETRY
-        ),
+    let lock = I::lock(&b, "req-contended");
+    let (g, n) = wait_out::<I>(held, lock, Duration::from_millis(1500), &cb).await;
+    let note = format!(
+        "acquire waiting through a 1.5 s hold by another client ({})",
+        I::RETRY
     );
+    report.figure(I::NAME, s, "req_contended_acquire", n, "req", &note);
     I::release(g).await;
 
     if I::LOCAL_HANDOVER {
         // A release that hands over to a waiter of the same client.
         let lock = I::lock(&a, "req-handover");
         let g = I::acquire(&lock).await;
-        let waiter = spawn_acquire::<I>(lock);
-        sleep(Duration::from_millis(20)).await;
-        let before = ca.get();
-        I::release(g).await;
-        let g2 = waiter.await.expect("join");
-        report.figure(
-            I::NAME,
-            s,
-            "req_local_handover",
-            (ca.get() - before) as f64,
-            "req",
-            "release + grant to a waiter in the same client (waiter sent none)",
-        );
+        let (g2, n) = wait_out::<I>(g, lock, Duration::from_millis(20), &ca).await;
+        let note = "release + grant to a waiter in the same client (waiter sent none)";
+        report.figure(I::NAME, s, "req_local_handover", n, "req", note);
         I::release(g2).await;
     }
     I::shutdown(a).await;
