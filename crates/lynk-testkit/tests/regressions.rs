@@ -8,22 +8,13 @@ use lynk_core::{
 };
 use lynk_testkit::{Fault, FaultyBackend, MemoryBackend, Op, TestClock};
 
+mod common;
+use common::settle;
+
 const L: Duration = Duration::from_secs(20);
 
 fn client(b: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -> LockClient {
-    LockClient::builder(b)
-        .clock(clock.clone())
-        .host_identifier(host)
-        .default_lease(L)
-        .jitter_seed(7)
-        .build()
-        .unwrap()
-}
-
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
+    common::builder(b, clock, host, L, 7).build().unwrap()
 }
 
 /// A heartbeat whose response was lost must not be mistaken by a handover

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use lynk_core::{
-    ClientConfig, Clock, FencingToken, LockClient, LockError, LockRecord, ReleaseMode, Version,
-};
+use lynk_core::{ClientConfig, Clock, LockClient, LockError, ReleaseMode};
 use lynk_testkit::{Fault, FaultyBackend, MemoryBackend, Op, TestClock};
+
+mod common;
+use common::{record, settle};
 
 const L: Duration = Duration::from_secs(20);
 
@@ -17,33 +18,11 @@ fn builder(
     clock: &TestClock,
     host: &str,
 ) -> lynk_core::LockClientBuilder {
-    LockClient::builder(b)
-        .clock(clock.clone())
-        .host_identifier(host)
-        .default_lease(L)
-        .jitter_seed(7)
+    common::builder(b, clock, host, L, 7)
 }
 
 fn client(b: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -> LockClient {
     builder(b, clock, host).build().unwrap()
-}
-
-fn record(key: &str, host: &str, lease: Duration, token: u64, released: bool) -> LockRecord {
-    LockRecord {
-        key: key.to_owned(),
-        version: Version::random(),
-        lease_duration: lease,
-        host: host.to_owned(),
-        fencing_token: Some(FencingToken::new(token)),
-        payload: None,
-        released,
-    }
-}
-
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
 }
 
 /// 1. An acquisition write whose response was lost, made for a waiter that

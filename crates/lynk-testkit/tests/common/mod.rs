@@ -1,0 +1,60 @@
+//! Helpers shared by the engine's test files.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lynk_core::{FencingToken, LockBackend, LockClient, LockClientBuilder, LockRecord, Version};
+use lynk_testkit::{FaultyBackend, TestClock};
+
+/// A client builder on `clock` with host `host`, default lease `lease` and a
+/// fixed jitter seed, so a test replays exactly.
+pub fn builder(
+    b: impl LockBackend,
+    clock: &TestClock,
+    host: &str,
+    lease: Duration,
+    seed: u64,
+) -> LockClientBuilder {
+    LockClient::builder(b)
+        .clock(clock.clone())
+        .host_identifier(host)
+        .default_lease(lease)
+        .jitter_seed(seed)
+}
+
+/// `b` with fault injection whose delays run on `clock`.
+pub fn faulty<B: LockBackend>(inner: B, clock: &TestClock) -> FaultyBackend<B> {
+    FaultyBackend::new(inner).with_clock(Arc::new(clock.clone()))
+}
+
+/// A stored record, as another client (or an operator) would leave it.
+pub fn record(key: &str, host: &str, lease: Duration, token: u64, released: bool) -> LockRecord {
+    LockRecord {
+        key: key.to_owned(),
+        version: Version::random(),
+        lease_duration: lease,
+        host: host.to_owned(),
+        fencing_token: Some(FencingToken::new(token)),
+        payload: None,
+        released,
+    }
+}
+
+/// Lets every ready task run.
+pub async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `fut`, or `None` if `d` passes first on `clock`.
+pub async fn within<T>(clock: &TestClock, d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    use lynk_core::Clock;
+    tokio::select! {
+        biased;
+        out = fut => Some(out),
+        _ = clock.sleep(d) => None,
+    }
+}
