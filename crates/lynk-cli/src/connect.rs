@@ -49,7 +49,7 @@ pub async fn checked_backend(global: &Global, table: &str) -> Result<DynamoBacke
 }
 
 fn check_active(info: &TableInfo) -> Result<(), Failure> {
-    if info.status != "ACTIVE" && info.status != "UPDATING" {
+    if !info.status.is_usable() {
         return Err(Failure::new(
             crate::exit::TABLE,
             format!(

@@ -157,11 +157,11 @@ pub async fn check(global: &Global, table: &str) -> Result<i32, Failure> {
         OutputFormat::Json => print_json(&json!({
             "table": info.name,
             "usable": true,
-            "status": info.status,
-            "billing": info.billing,
+            "status": info.status.as_str(),
+            "billing": info.billing.as_str(),
             "item_count": info.item_count,
             "tagged": info.tagged,
-            "ttl": info.ttl,
+            "ttl": info.ttl.as_ref().map(ToString::to_string),
             "arn": info.arn,
         })),
         OutputFormat::Text => {
@@ -183,7 +183,7 @@ pub async fn check(global: &Global, table: &str) -> Result<i32, Failure> {
             ));
             say(format!(
                 "  ttl:      {}",
-                info.ttl.as_deref().unwrap_or("unknown")
+                info.ttl.map_or_else(|| "unknown".to_owned(), |t| t.to_string())
             ));
             if let Some(arn) = &info.arn {
                 say(format!("  arn:      {arn}"));

@@ -34,19 +34,22 @@ mod admin;
 mod backend;
 mod classify;
 mod connect;
+mod create;
 mod error;
 mod expression;
 mod fenced;
 pub mod item;
+mod locks;
+mod table_info;
 
-pub use admin::{
-    Billing, CreateOptions, CreateOutcome, TableAdmin, TableInfo, LYNK_TAG_KEY, LYNK_TAG_VALUE,
-};
-pub use admin::{LockEntry, LockListing};
+pub use admin::{TableAdmin, LYNK_TAG_KEY, LYNK_TAG_VALUE};
 pub use backend::{DynamoBackend, DynamoBackendBuilder, DEFAULT_RETENTION};
 pub use connect::{AwsOptions, Timeouts};
+pub use create::{Billing, CreateOptions, CreateOutcome};
 pub use error::Error;
 pub use fenced::UserWrite;
+pub use locks::{LockEntry, LockListing};
+pub use table_info::{TableBilling, TableInfo, TableStatus, Ttl, TtlStatus};
 
 pub use aws_sdk_dynamodb;
 pub use lynk_core;

@@ -9,7 +9,9 @@ use aws_sdk_dynamodb::types::{
 };
 use common::Server;
 use lynk_core::{BackendErrorKind, LockBackend, LockClient, LockError};
-use lynk_dynamo::{Billing, CreateOptions, Error, TableAdmin};
+use lynk_dynamo::{
+    Billing, CreateOptions, Error, TableAdmin, TableBilling, TableStatus, TtlStatus,
+};
 
 async fn table_lifecycle(server: Server, test: &str) {
     let Some(endpoint) = server.endpoint(test) else {
@@ -47,11 +49,13 @@ async fn table_lifecycle(server: Server, test: &str) {
 
     let info = admin.check_table(&table).await.unwrap();
     println!("{server:?} check: {info:?}");
-    assert_eq!(info.status, "ACTIVE");
-    assert_eq!(info.billing, "PAY_PER_REQUEST");
+    assert_eq!(info.status, TableStatus::Active);
+    assert_eq!(info.billing, TableBilling::PayPerRequest);
     assert_eq!(info.tagged, Some(true));
     if server == Server::Moto {
-        assert_eq!(info.ttl.as_deref(), Some("ENABLED on expiresAt"));
+        let ttl = info.ttl.as_ref().expect("moto reports TTL");
+        assert_eq!(ttl.status, TtlStatus::Enabled);
+        assert_eq!(ttl.to_string(), "ENABLED on expiresAt");
     }
     assert!(admin.list_tables().await.unwrap().contains(&table));
 
@@ -177,13 +181,13 @@ async fn foreign_tables(server: Server, test: &str) {
     let admin = admin.with_wait_timeout(Duration::from_secs(30));
     let mut info = admin.check_table(&table).await.unwrap();
     for _ in 0..50 {
-        if info.status == "ACTIVE" {
+        if info.status == TableStatus::Active {
             break;
         }
         lynk_core::Clock::sleep(&lynk_core::SystemClock, Duration::from_millis(100)).await;
         info = admin.check_table(&table).await.unwrap();
     }
-    assert_eq!(info.billing, "PROVISIONED");
+    assert_eq!(info.billing, TableBilling::Provisioned);
     admin.delete_table(&table, false, true).await.unwrap();
 }
 
