@@ -1,10 +1,11 @@
-//! Command-line definitions: the commands, their options, and the parsers
-//! that validate names, leases and durations before anything is sent.
+//! Command-line definitions: the commands and their options. The values are
+//! checked by the parsers of [`crate::parse`] before anything is sent.
 
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use lynk_core::{MAX_LEASE, MAX_NAME_BYTES, MIN_LEASE};
+
+use crate::parse::{parse_lease, parse_lock_name, parse_table_name, parse_wait};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -389,152 +390,11 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// The longest wait or grace period accepted (a year), so deadlines cannot overflow.
-pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// Parses `1.5s`, `250ms`, `2m`, `1h`, `1d`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write it like 20s, 500ms, 2m or 1h"))?;
-    let seconds = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" | "sec" | "secs" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a usable duration"))
-}
-
-/// A wait, hold or grace duration: any duration up to [`MAX_WAIT`].
-pub fn parse_wait(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d > MAX_WAIT {
-        return Err(format!(
-            "{text:?} is too long; the limit is 366 days (leave --wait out to wait forever)"
-        ));
-    }
-    Ok(d)
-}
-
-/// A lease: between [`MIN_LEASE`] (100 ms) and [`MAX_LEASE`] (7 days).
-pub fn parse_lease(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d < MIN_LEASE || d > MAX_LEASE {
-        return Err(format!(
-            "invalid lease {text:?}: a lease must be between 100ms and 7 days (168h); e.g. 20s, or for `lynk acquire` a little longer than the work"
-        ));
-    }
-    Ok(d)
-}
-
-/// A DynamoDB table name: 3 to 255 characters of `A-Z a-z 0-9 _ . -`.
-pub fn parse_table_name(text: &str) -> Result<String, String> {
-    let ok_chars = text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !(3..=255).contains(&text.len()) || !ok_chars {
-        return Err(format!(
-            "invalid table name {text:?}: DynamoDB table names are 3 to 255 characters of A-Z a-z 0-9 _ . -"
-        ));
-    }
-    Ok(text.to_owned())
-}
-
-/// A lock name: 1 to [`MAX_NAME_BYTES`] bytes (DynamoDB's key limit).
-pub fn parse_lock_name(text: &str) -> Result<String, String> {
-    if text.is_empty() {
-        return Err(
-            "invalid lock name: it is empty; give the lock a name such as \"my lock\"".into(),
-        );
-    }
-    if text.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "invalid lock name: it is {} bytes long, and the limit is {MAX_NAME_BYTES} bytes (DynamoDB's key limit); use a shorter name, e.g. a hash of it",
-            text.len()
-        ));
-    }
-    Ok(text.to_owned())
-}
-
-/// Formats a duration compactly: `20s`, `1.5s`, `250ms`, `10m`, `2h`, `7d`.
-pub fn fmt_lease(d: Duration) -> String {
-    let secs = d.as_secs();
-    if d.subsec_nanos() == 0 {
-        return match secs {
-            0 => "0s".into(),
-            s if s % 86400 == 0 => format!("{}d", s / 86400),
-            s if s % 3600 == 0 => format!("{}h", s / 3600),
-            s if s % 60 == 0 => format!("{}m", s / 60),
-            s => format!("{s}s"),
-        };
-    }
-    if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let text = format!("{:.3}", d.as_secs_f64());
-    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("ten").unwrap_err().contains("20s"));
-        assert!(parse_duration("5 parsecs")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_wait("9999999999999999999").is_err());
-    }
-
-    #[test]
-    fn leases_are_bounded() {
-        assert!(parse_lease("0s").unwrap_err().contains("invalid lease"));
-        assert!(parse_lease("8d").is_err());
-        assert_eq!(parse_lease("7d"), Ok(MAX_LEASE));
-        assert_eq!(parse_lease("100ms"), Ok(MIN_LEASE));
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(parse_table_name("ab").is_err());
-        assert!(parse_table_name("a b c").is_err());
-        assert!(parse_table_name(&"a".repeat(256)).is_err());
-        assert!(parse_table_name("lynk-quickstart_1.x").is_ok());
-        assert!(parse_lock_name("").is_err());
-        assert!(parse_lock_name(&"é".repeat(1025)).is_err());
-        assert!(parse_lock_name(&"a".repeat(2048)).is_ok());
-    }
-
-    #[test]
-    fn leases_format() {
-        assert_eq!(fmt_lease(Duration::from_secs(20)), "20s");
-        assert_eq!(fmt_lease(Duration::from_secs(1800)), "30m");
-        assert_eq!(fmt_lease(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(fmt_lease(Duration::from_millis(250)), "250ms");
-        assert_eq!(fmt_lease(Duration::from_secs(7 * 86400)), "7d");
-    }
-
     #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
-        Cli::command().debug_assert();
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,6 +1,4 @@
-//! Connecting to DynamoDB from the global options, and printing results.
-
-use std::io::Write;
+//! Connecting to DynamoDB from the global options.
 
 use lynk_dynamo::{AwsOptions, DynamoBackend, TableAdmin, TableInfo};
 
@@ -59,57 +57,4 @@ fn check_active(info: &TableInfo) -> Result<(), Failure> {
         ));
     }
     Ok(())
-}
-
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Makes [`warn`] silent (`-q`).
-pub fn set_quiet(yes: bool) {
-    QUIET.store(yes, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Prints `warning: MESSAGE` on stderr, unless `-q` was given.
-pub fn warn(message: impl std::fmt::Display) {
-    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        eprintln!("warning: {message}");
-    }
-}
-
-/// Prints one line on stdout; a closed stdout (e.g. `| head`) is not an error.
-pub fn say(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &serde_json::Value) {
-    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
-    say(text);
-}
-
-/// Quotes `text` for a POSIX shell if it needs it.
-pub fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("deploy"), "deploy");
-        assert_eq!(shell_quote("my lock"), "'my lock'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-    }
 }

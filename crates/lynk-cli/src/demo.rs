@@ -8,6 +8,7 @@ use lynk_core::{Clock, SystemClock};
 
 use crate::cli::{DemoArgs, Global};
 use crate::exit::{self, Failure};
+use crate::output::{fmt_duration, fmt_measured};
 
 /// The blocking factory the demo runs on: in memory, or over `--table`
 /// (after checking the table, so a typo fails at once with a clear message).
@@ -63,7 +64,7 @@ pub fn run(global: &Global, args: DemoArgs) -> i32 {
                             println!(
                                 "{me} - Lock acquired (token {}, handover {})",
                                 guard.fencing_token(),
-                                fmt_duration(h)
+                                fmt_measured(h)
                             );
                         }
                         None => println!("{me} - Lock acquired (token {})", guard.fencing_token()),
@@ -104,13 +105,13 @@ pub fn run(global: &Global, args: DemoArgs) -> i32 {
         println!(
             "handover {}: {} from release to the next acquire",
             i + 1,
-            fmt_duration(*h)
+            fmt_measured(*h)
         );
     }
     let n = args.workers;
     println!(
         "finished in {} for {} workers holding {} each (the original lynk needs about {}: it sleeps a full lease before each handover)",
-        fmt_duration(total),
+        fmt_measured(total),
         n,
         fmt_duration(args.hold),
         fmt_duration(args.hold * n + args.lease * n.saturating_sub(1)),
@@ -120,14 +121,4 @@ pub fn run(global: &Global, args: DemoArgs) -> i32 {
         code = exit::FAILURE;
     }
     code
-}
-
-fn fmt_duration(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.1} µs", d.as_secs_f64() * 1e6)
-    } else if d < Duration::from_secs(1) {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    } else {
-        format!("{:.2} s", d.as_secs_f64())
-    }
 }

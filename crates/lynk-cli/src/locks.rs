@@ -3,16 +3,13 @@
 use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
-use lynk_core::{
-    Condition, LockBackend, LockClient, LockError, LockRecord, TokenUpdate, Version, WriteError,
-    WriteRequest,
-};
-use lynk_dynamo::DynamoBackend;
+use lynk_core::{LockBackend, LockClient, LockError, LockRecord, Version, WriteError};
 use serde_json::{json, Value};
 
-use crate::cli::{fmt_lease, AcquireArgs, Global, LockArgs, OutputFormat, ReleaseArgs};
-use crate::connect::{checked_backend, print_json, say, shell_quote};
+use crate::cli::{AcquireArgs, Global, LockArgs, OutputFormat, ReleaseArgs};
+use crate::connect::checked_backend;
 use crate::exit::{self, Failure};
+use crate::output::{fmt_duration, print_json, say, shell_quote, Printer};
 
 /// A record as JSON.
 fn record_json(r: &LockRecord) -> Value {
@@ -44,7 +41,7 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
     let backend = checked_backend(global, table).await?;
     let listing = backend.admin().list_locks(table).await?;
     for m in &listing.malformed {
-        crate::connect::warn(m);
+        Printer::new(global).warn(m);
     }
     if global.output == OutputFormat::Json {
         let locks: Vec<Value> = listing
@@ -79,7 +76,7 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
                 if r.released {
                     "-".to_owned()
                 } else {
-                    fmt_lease(r.lease_duration)
+                    fmt_duration(r.lease_duration)
                 },
                 token_text(r),
                 payload_text(r),
@@ -153,7 +150,7 @@ pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
                 if r.released {
                     "-".to_owned()
                 } else {
-                    fmt_lease(r.lease_duration)
+                    fmt_duration(r.lease_duration)
                 }
             ));
             say(format!(
@@ -243,23 +240,10 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
         }
     };
     let token = guard.fencing_token();
-    // The version release needs: read the record this acquisition wrote.
-    let record = backend.read(&args.lock).await?;
-    let version = match record {
-        Some(r) if r.fencing_token == Some(token) && !r.released => r.version,
-        _ => {
-            return Err(Failure::new(
-                exit::LOST,
-                format!(
-                    "lock {:?} was acquired with fencing token {token} but its record changed at once; acquire it again",
-                    args.lock
-                ),
-            ))
-        }
-    };
-    // Keep the lock after exiting: no release on drop, and the process
-    // exits before the first heartbeat would be due.
-    std::mem::forget(guard);
+    // The version release needs; then keep the lock after exiting (no
+    // release, no more heartbeats).
+    let version = guard.record_version().await;
+    guard.detach();
     let release = format!(
         "lynk release {} {} --version {}",
         args.table,
@@ -281,7 +265,7 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
                 "Acquired lock {:?} in table {} for {} (nothing heartbeats it: release it before then)",
                 args.lock,
                 args.table,
-                fmt_lease(args.lease)
+                fmt_duration(args.lease)
             ));
             say(format!("fencing token: {token}"));
             say(format!("version:       {version}"));
@@ -289,27 +273,6 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
         }
     }
     Ok(exit::OK)
-}
-
-/// Writes a released record over `current`'s version.
-async fn write_released(
-    backend: &DynamoBackend,
-    lock: &str,
-    current: &Version,
-) -> Result<(), WriteError> {
-    backend
-        .write(WriteRequest {
-            key: lock.to_owned(),
-            condition: Condition::VersionIs(current.clone()),
-            version: Version::random(),
-            lease_duration: Duration::ZERO,
-            host: lynk_core::ClientConfig::default().host_identifier,
-            token: TokenUpdate::Keep,
-            payload: None,
-            released: true,
-        })
-        .await
-        .map(|_| ())
 }
 
 fn describe_current(current: Option<&LockRecord>) -> String {
@@ -337,6 +300,7 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
         .hint("add --yes if you are sure nobody is using the lock"));
     }
     let backend = checked_backend(global, &args.table).await?;
+    let client = LockClient::builder(backend.clone()).build()?;
     let lock = args.lock.as_str();
     let done = |previous: &LockRecord, forced: bool| {
         match global.output {
@@ -367,21 +331,14 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
     };
     if let Some(v) = &args.version {
         let version = Version::from_string(v.clone());
+        // The holder to report: the record read before, if it is the one
+        // released; else (it changed in between) the released record.
         let previous = backend.read(lock).await?;
-        return match write_released(&backend, lock, &version).await {
-            Ok(()) => done(
-                previous
-                    .as_ref()
+        return match client.release_version(lock, &version).await {
+            Ok(released) => done(
+                &previous
                     .filter(|p| p.version == version)
-                    .unwrap_or(&LockRecord {
-                        key: lock.to_owned(),
-                        version,
-                        lease_duration: Duration::ZERO,
-                        host: "?".into(),
-                        fencing_token: None,
-                        payload: None,
-                        released: false,
-                    }),
+                    .unwrap_or(released),
                 false,
             ),
             Err(WriteError::ConditionFailed { current }) => {
@@ -434,7 +391,7 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
                 args.table,
                 held.host,
                 token_text(&held),
-                fmt_lease(held.lease_duration)
+                fmt_duration(held.lease_duration)
             );
             let mut answer = String::new();
             let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -444,8 +401,8 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
             confirmed = true;
             confirmed_for = Some(held.fencing_token);
         }
-        match write_released(&backend, lock, &held.version).await {
-            Ok(()) => return done(&held, args.force),
+        match client.release_version(lock, &held.version).await {
+            Ok(_) => return done(&held, args.force),
             Err(WriteError::ConditionFailed { .. }) => {
                 // A heartbeat changed the version: try again with the new one
                 // (the token check above keeps it the same acquisition).

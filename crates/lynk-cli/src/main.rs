@@ -7,6 +7,8 @@ mod connect;
 mod demo;
 mod exit;
 mod locks;
+mod output;
+mod parse;
 mod run;
 mod tables;
 
@@ -33,7 +35,6 @@ fn main() {
 fn real_main() -> i32 {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose, cli.global.quiet);
-    connect::set_quiet(cli.global.quiet);
     let Some(command) = cli.command else {
         let _ = Cli::command().print_help();
         return exit::USAGE;

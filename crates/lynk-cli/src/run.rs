@@ -8,10 +8,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::cli::{fmt_lease, Global, RunArgs};
+use crate::cli::{Global, RunArgs};
 use crate::connect::checked_backend;
 use crate::exit::{self, Failure};
 use crate::locks::{acquire_with_wait, not_granted};
+use crate::output::{fmt_duration, Printer};
 
 /// The exit code a shell would report for `status`.
 fn code_of(status: ExitStatus) -> i32 {
@@ -126,14 +127,14 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
                 eprintln!(
                     "error: lock {:?} was lost ({reason}); stopping the command (SIGTERM, then SIGKILL after {})",
                     args.lock,
-                    fmt_lease(args.grace)
+                    fmt_duration(args.grace)
                 );
                 send(pid, Signal::SIGTERM);
                 let clock = SystemClock;
                 tokio::select! {
                     _ = child.wait() => {}
                     _ = clock.sleep(args.grace) => {
-                        eprintln!("error: the command did not stop within {}; killing it", fmt_lease(args.grace));
+                        eprintln!("error: the command did not stop within {}; killing it", fmt_duration(args.grace));
                         send(pid, Signal::SIGKILL);
                         let _ = child.wait().await;
                     }
@@ -166,9 +167,9 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
         ))),
         Err(e) => {
             // The command's work is done; the lease expires on its own.
-            crate::connect::warn(format!(
+            Printer::new(global).warn(format!(
                 "{e} (the lock is free again after its {} lease)",
-                fmt_lease(args.lease)
+                fmt_duration(args.lease)
             ));
             Ok(code_of(status))
         }

@@ -7,8 +7,9 @@ use serde_json::json;
 use crate::cli::{
     BillingArg, CreateTableArgs, DeleteTableArgs, Global, ListTablesArgs, OutputFormat,
 };
-use crate::connect::{admin, print_json, say};
+use crate::connect::admin;
 use crate::exit::{self, Failure};
+use crate::output::{print_json, say, Printer};
 
 /// Whether `table` exists (a table with a wrong key schema exists too).
 async fn exists(admin: &TableAdmin, table: &str) -> Result<bool, Failure> {
@@ -61,7 +62,7 @@ pub async fn create(global: &Global, args: CreateTableArgs) -> Result<i32, Failu
         Err(e) => return Err(e.into()),
     };
     for w in &outcome.warnings {
-        crate::connect::warn(w);
+        Printer::new(global).warn(w);
     }
     if text {
         if args.no_wait {
