@@ -184,7 +184,8 @@ pub async fn check(global: &Global, table: &str) -> Result<i32, Failure> {
             ));
             say(format!(
                 "  ttl:      {}",
-                info.ttl.map_or_else(|| "unknown".to_owned(), |t| t.to_string())
+                info.ttl
+                    .map_or_else(|| "unknown".to_owned(), |t| t.to_string())
             ));
             if let Some(arn) = &info.arn {
                 say(format!("  arn:      {arn}"));
