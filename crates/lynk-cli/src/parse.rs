@@ -56,9 +56,9 @@ pub fn parse_lease(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d < MIN_LEASE || d > MAX_LEASE {
         return Err(format!(
-            "invalid lease {text:?}: a lease must be between {} and {}; e.g. 20s, or for `lynk acquire` a little longer than the work",
+            "invalid lease {text:?}: a lease must be between {} and {} days; e.g. 20s, or for `lynk acquire` a little longer than the work",
             fmt_duration(MIN_LEASE),
-            fmt_duration(MAX_LEASE),
+            MAX_LEASE.as_secs() / 86400,
         ));
     }
     Ok(d)
