@@ -25,19 +25,14 @@ log "building lynk-bench (release)"
 cargo build --release -p lynk-bench --quiet
 BIN="$ROOT/target/release/lynk-bench"
 
-scripts/install-test-servers.sh
-STARTED=0
-if ! scripts/test-servers.sh status >/dev/null 2>&1; then
-  STARTED=1
-fi
-scripts/test-servers.sh start
+source scripts/lib/servers.sh
 BG_PIDS=()
 cleanup() {
   for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [[ $STARTED == 1 ]]; then scripts/test-servers.sh stop || true; fi
+  servers_down
 }
 trap cleanup EXIT
-eval "$(scripts/test-servers.sh env)"
+servers_up if-started
 PY="$LYNK_TEST_PYTHON"
 MOTO="$LYNK_TEST_MOTO_ENDPOINT"
 DYNALITE="$LYNK_TEST_DYNALITE_ENDPOINT"

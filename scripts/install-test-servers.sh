@@ -32,12 +32,7 @@ log() { printf '[install-test-servers] %s\n' "$*" >&2; }
 
 mkdir -p "$TOOLS"
 
-# ---- .gitignore: make sure .tools/, target/ and __pycache__/ are ignored ----
-GI="$ROOT/.gitignore"
-touch "$GI"
-grep -Eq '^/?\.tools/?$' "$GI" || echo '/.tools/' >>"$GI"
-grep -Eq '^/?target/?$' "$GI" || echo '/target/' >>"$GI"
-grep -Eq '^/?__pycache__/?$' "$GI" || echo '__pycache__/' >>"$GI" # scripts/pylynk bytecode
+# (.tools/, target/ and scripts/pylynk's __pycache__/ are in .gitignore.)
 
 # ---- Python venv -------------------------------------------------------------
 pick_python() {
