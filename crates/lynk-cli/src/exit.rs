@@ -85,19 +85,14 @@ pub fn for_kind(kind: BackendErrorKind) -> i32 {
 impl From<lynk_dynamo::Error> for Failure {
     fn from(e: lynk_dynamo::Error) -> Self {
         use lynk_dynamo::Error as E;
+        // lynk-dynamo classifies its errors (`kind`); only a lost fence, the
+        // engine's own errors, and a request DynamoDB rejected (it was sent,
+        // so not a usage error) need more than the kind says.
         let code = match &e {
-            E::NoRegion | E::NoCredentials { .. } | E::AccessDenied { .. } => AWS_CONFIG,
-            E::Unreachable { .. }
-            | E::Throttled { .. }
-            | E::OutcomeUnknown { .. }
-            | E::WaitTimedOut { .. } => UNAVAILABLE,
-            E::TableMissing { .. } | E::TableMisconfigured { .. } | E::NotALockTable { .. } => {
-                TABLE
-            }
             E::LockLost { .. } => LOST,
-            E::Service { retryable, .. } if *retryable => UNAVAILABLE,
+            E::InvalidRequest { .. } => FAILURE,
             E::Lock(l) => return Failure::from_lock(l),
-            _ => FAILURE,
+            _ => for_kind(e.kind()),
         };
         let (message, hint) = match &e {
             E::NotALockTable { table } => (

@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::config::interceptors::{
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use lynk_core::{BackendError, BackendErrorKind};
+use lynk_core::BackendError;
+#[cfg(doc)]
+use lynk_core::BackendErrorKind;
 
 use crate::Error;
 
@@ -22,33 +24,6 @@ pub(crate) enum Effect {
     ReadOnly,
     /// A write: an error after the request was sent leaves the outcome unknown.
     Write,
-}
-
-/// The SDK error, classified.
-#[derive(Debug)]
-pub(crate) struct Classified {
-    pub(crate) kind: Kind,
-    pub(crate) operation: &'static str,
-    pub(crate) table: String,
-    /// The service's code and message, or the transport error, for people.
-    pub(crate) detail: String,
-}
-
-/// Finer than [`BackendErrorKind`], so admin errors can say more.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Kind {
-    Throttled,
-    Unreachable,
-    OutcomeUnknown,
-    TableMissing,
-    TableMisconfigured,
-    NoCredentials,
-    NoRegion,
-    AccessDenied,
-    InvalidRequest,
-    /// A server error on a read-only request (nothing was written).
-    ServerError,
-    Other,
 }
 
 const THROTTLING: &[&str] = &[
@@ -72,21 +47,32 @@ const ACCESS: &[&str] = &[
     "SignatureDoesNotMatch",
 ];
 
-/// Classifies `err` from `operation` on `table`.
+/// Classifies `err` from `operation` on `table` into the crate [`Error`]
+/// that says what happened and what to do. This is lynk-dynamo's one
+/// classification of SDK errors: the lock engine's [`BackendErrorKind`]
+/// follows from it ([`Error::kind`]).
 pub(crate) fn classify<E>(
     err: &SdkError<E, HttpResponse>,
     operation: &'static str,
     table: &str,
     effect: Effect,
-) -> Classified
+) -> Error
 where
     E: ProvideErrorMetadata + StdError + 'static,
 {
-    let mk = |kind, detail: String| Classified {
-        kind,
-        operation,
-        table: table.to_owned(),
-        detail,
+    let operation_s = operation.to_owned();
+    let table_s = table.to_owned();
+    // What a request that failed in transit means: a write may have applied.
+    let in_transit = |detail: String| match effect {
+        Effect::Write => Error::OutcomeUnknown {
+            operation: operation.to_owned(),
+            table: table.to_owned(),
+            detail,
+        },
+        Effect::ReadOnly => Error::Unreachable {
+            operation: operation.to_owned(),
+            detail,
+        },
     };
     match err {
         SdkError::ServiceError(service) => {
@@ -100,65 +86,99 @@ where
                 format!("{code}: {message}")
             };
             let code_base = code.rsplit('#').next().unwrap_or(&code);
-            let kind = if THROTTLING.contains(&code_base) {
-                Kind::Throttled
+            let (operation, table) = (operation_s, table_s);
+            if THROTTLING.contains(&code_base) {
+                Error::Throttled {
+                    operation,
+                    table,
+                    detail,
+                }
             } else if code_base == "ResourceNotFoundException" {
-                Kind::TableMissing
+                Error::TableMissing { table }
             } else if ACCESS.contains(&code_base) {
-                Kind::AccessDenied
+                Error::AccessDenied {
+                    operation,
+                    table,
+                    detail,
+                }
             } else if code_base == "ValidationException" && is_schema_problem(&message) {
-                Kind::TableMisconfigured
+                Error::TableMisconfigured {
+                    fix: fix_schema(&table),
+                    table,
+                    problem: detail,
+                }
             } else if code_base == "ValidationException" || code_base == "SerializationException" {
-                Kind::InvalidRequest
+                Error::InvalidRequest {
+                    operation,
+                    table,
+                    detail,
+                }
             } else if status >= 500
                 || code_base == "InternalServerError"
                 || code_base == "ServiceUnavailable"
             {
                 match effect {
-                    Effect::Write => Kind::OutcomeUnknown,
-                    Effect::ReadOnly => Kind::ServerError,
+                    Effect::Write => in_transit(detail),
+                    // Nothing was written: a server error, retryable.
+                    Effect::ReadOnly => Error::Service {
+                        operation,
+                        table,
+                        detail,
+                        retryable: true,
+                    },
                 }
             } else if status == 403 {
-                Kind::AccessDenied
+                Error::AccessDenied {
+                    operation,
+                    table,
+                    detail,
+                }
             } else {
-                Kind::Other
-            };
-            mk(kind, detail)
+                Error::Service {
+                    operation,
+                    table,
+                    detail,
+                    retryable: false,
+                }
+            }
         }
         SdkError::DispatchFailure(failure) => {
             let detail = chain_text(err);
-            if let Some(creds) = find_credentials_error(err) {
-                return mk(Kind::NoCredentials, creds);
+            if let Some(detail) = find_credentials_error(err) {
+                return Error::NoCredentials { detail };
             }
             if mentions_region(&detail) {
-                return mk(Kind::NoRegion, detail);
+                return Error::NoRegion;
             }
-            let not_sent = failure.is_user() || request_not_sent(err);
-            let kind = if not_sent || effect == Effect::ReadOnly {
-                Kind::Unreachable
-            } else {
-                Kind::OutcomeUnknown
-            };
-            mk(kind, detail)
+            if failure.is_user() || request_not_sent(err) {
+                return Error::Unreachable {
+                    operation: operation_s,
+                    detail,
+                };
+            }
+            in_transit(detail)
         }
         SdkError::ConstructionFailure(_) => {
             let detail = chain_text(err);
-            if let Some(creds) = find_credentials_error(err) {
-                mk(Kind::NoCredentials, creds)
+            if let Some(detail) = find_credentials_error(err) {
+                Error::NoCredentials { detail }
             } else if mentions_region(&detail) {
-                mk(Kind::NoRegion, detail)
+                Error::NoRegion
             } else {
-                mk(Kind::InvalidRequest, detail)
+                Error::InvalidRequest {
+                    operation: operation_s,
+                    table: table_s,
+                    detail,
+                }
             }
         }
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            let kind = match effect {
-                Effect::Write => Kind::OutcomeUnknown,
-                Effect::ReadOnly => Kind::Unreachable,
-            };
-            mk(kind, chain_text(err))
-        }
-        _ => mk(Kind::Other, chain_text(err)),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => in_transit(chain_text(err)),
+        _ => Error::Service {
+            operation: operation_s,
+            table: table_s,
+            detail: chain_text(err),
+            retryable: false,
+        },
     }
 }
 
@@ -216,75 +236,6 @@ fn request_not_sent(err: &(dyn StdError + 'static)) -> bool {
         }
         false
     })
-}
-
-impl Classified {
-    /// The classification as the lock engine sees it.
-    pub(crate) fn backend_kind(&self) -> BackendErrorKind {
-        match self.kind {
-            Kind::Throttled => BackendErrorKind::Throttled,
-            Kind::Unreachable | Kind::ServerError => BackendErrorKind::Unavailable,
-            Kind::OutcomeUnknown => BackendErrorKind::OutcomeUnknown,
-            Kind::TableMissing => BackendErrorKind::TableMissing,
-            Kind::TableMisconfigured => BackendErrorKind::TableMisconfigured,
-            Kind::NoCredentials | Kind::AccessDenied => BackendErrorKind::AccessDenied,
-            Kind::InvalidRequest => BackendErrorKind::InvalidRequest,
-            Kind::NoRegion | Kind::Other => BackendErrorKind::Other,
-        }
-    }
-
-    /// The classification as a crate [`Error`].
-    pub(crate) fn into_error(self) -> Error {
-        let Classified {
-            kind,
-            operation,
-            table,
-            detail,
-        } = self;
-        let operation_s = operation.to_owned();
-        match kind {
-            Kind::Throttled => Error::Throttled {
-                operation: operation_s,
-                table,
-                detail,
-            },
-            Kind::Unreachable => Error::Unreachable {
-                operation: operation_s,
-                detail,
-            },
-            Kind::OutcomeUnknown => Error::OutcomeUnknown {
-                operation: operation_s,
-                table,
-                detail,
-            },
-            Kind::TableMissing => Error::TableMissing { table },
-            Kind::TableMisconfigured => Error::TableMisconfigured {
-                table: table.clone(),
-                problem: detail,
-                fix: fix_schema(&table),
-            },
-            Kind::NoCredentials => Error::NoCredentials { detail },
-            Kind::NoRegion => Error::NoRegion,
-            Kind::AccessDenied => Error::AccessDenied {
-                operation: operation_s,
-                table,
-                detail,
-            },
-            Kind::InvalidRequest | Kind::ServerError | Kind::Other => Error::Service {
-                operation: operation_s,
-                table,
-                detail,
-                retryable: kind == Kind::ServerError,
-            },
-        }
-    }
-
-    /// The classification as a [`BackendError`], with a message that says
-    /// what to do.
-    pub(crate) fn into_backend_error(self) -> BackendError {
-        let kind = self.backend_kind();
-        BackendError::new(kind, self.into_error().to_string())
-    }
 }
 
 /// How to fix a table whose key schema is wrong.
@@ -367,15 +318,17 @@ pub(crate) fn write_error<E>(
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let mut classified = classify(&err, operation, table, Effect::Write);
-    if classified.kind == Kind::Unreachable && attempts.sent() > 0 {
-        classified.kind = Kind::OutcomeUnknown;
-        classified.detail = format!(
-            "{} (the last attempt was not sent, but an earlier one was and may have applied)",
-            classified.detail
-        );
-    }
-    classified.into_backend_error().with_source(err)
+    let classified = match classify(&err, operation, table, Effect::Write) {
+        Error::Unreachable { operation, detail } if attempts.sent() > 0 => Error::OutcomeUnknown {
+            operation,
+            table: table.to_owned(),
+            detail: format!(
+                "{detail} (the last attempt was not sent, but an earlier one was and may have applied)"
+            ),
+        },
+        other => other,
+    };
+    BackendError::from(classified).with_source(err)
 }
 
 /// Shorthand: classify and convert into a [`BackendError`].
@@ -388,8 +341,7 @@ pub(crate) fn backend_error<E>(
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    let classified = classify(&err, operation, table, effect);
-    classified.into_backend_error().with_source(err)
+    BackendError::from(classify(&err, operation, table, effect)).with_source(err)
 }
 
 /// DynamoDB operations the admin and fenced-write code sends that change nothing.
@@ -418,5 +370,5 @@ where
     } else {
         Effect::Write
     };
-    classify(&err, operation, table, effect).into_error()
+    classify(&err, operation, table, effect)
 }

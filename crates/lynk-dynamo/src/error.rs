@@ -115,6 +115,17 @@ pub enum Error {
         /// The reason DynamoDB gave.
         detail: String,
     },
+    /// DynamoDB (or the SDK, before sending) rejected the request as
+    /// malformed, e.g. a lock name too long for a key. Retrying will not help.
+    #[error("DynamoDB {operation} on table `{table}` failed: {detail}")]
+    InvalidRequest {
+        /// The DynamoDB operation.
+        operation: String,
+        /// The table.
+        table: String,
+        /// The error code and message.
+        detail: String,
+    },
     /// Any other error from DynamoDB.
     #[error("DynamoDB {operation} on table `{table}` failed: {detail}")]
     Service {
@@ -136,13 +147,8 @@ impl Error {
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::Throttled { .. } | Error::OutcomeUnknown { .. } => {
-                true
-            }
-            Error::WaitTimedOut { .. } => true,
-            Error::Service { retryable, .. } => *retryable,
             Error::Lock(e) => e.is_retryable(),
-            _ => false,
+            _ => self.kind().is_retryable(),
         }
     }
 
@@ -155,19 +161,29 @@ impl Error {
         )
     }
 
-    /// The [`BackendErrorKind`] closest to this error, for callers that
-    /// handle both.
+    /// The [`BackendErrorKind`] of this error: the one table from
+    /// lynk-dynamo's errors to the kinds the lock engine (and the `lynk`
+    /// CLI's exit codes) act on. AWS configuration problems (no region, no
+    /// credentials, access refused) are [`AccessDenied`](BackendErrorKind::AccessDenied);
+    /// a table that is not a lock table is
+    /// [`TableMisconfigured`](BackendErrorKind::TableMisconfigured); a wait
+    /// that ran out, or a retryable server error, is
+    /// [`Unavailable`](BackendErrorKind::Unavailable). An [`Error::Lock`] is
+    /// [`Other`](BackendErrorKind::Other): look at the [`LockError`] itself.
     pub fn kind(&self) -> BackendErrorKind {
         match self {
-            Error::NoRegion => BackendErrorKind::Other,
-            Error::NoCredentials { .. } | Error::AccessDenied { .. } => {
+            Error::NoRegion | Error::NoCredentials { .. } | Error::AccessDenied { .. } => {
                 BackendErrorKind::AccessDenied
             }
-            Error::Unreachable { .. } => BackendErrorKind::Unavailable,
+            Error::Unreachable { .. } | Error::WaitTimedOut { .. } => BackendErrorKind::Unavailable,
+            Error::Service { retryable, .. } if *retryable => BackendErrorKind::Unavailable,
             Error::Throttled { .. } => BackendErrorKind::Throttled,
             Error::OutcomeUnknown { .. } => BackendErrorKind::OutcomeUnknown,
             Error::TableMissing { .. } => BackendErrorKind::TableMissing,
-            Error::TableMisconfigured { .. } => BackendErrorKind::TableMisconfigured,
+            Error::TableMisconfigured { .. } | Error::NotALockTable { .. } => {
+                BackendErrorKind::TableMisconfigured
+            }
+            Error::InvalidRequest { .. } => BackendErrorKind::InvalidRequest,
             _ => BackendErrorKind::Other,
         }
     }

@@ -103,34 +103,27 @@ pub fn get_lock_factory_configured(
     builder: DynamoBackendBuilder,
     config: lynk_core::ClientConfig,
 ) -> Result<lynk_core::blocking::LockFactory, Error> {
-    let mut failure = None;
-    let factory = lynk_core::blocking::LockFactory::new(|| {
-        // `new` runs this with the factory's runtime entered on this thread,
-        // where blocking is not allowed; load the AWS configuration on that
-        // runtime from a helper thread instead.
-        let handle = tokio::runtime::Handle::current();
-        let built = std::thread::scope(|s| {
-            s.spawn(|| handle.block_on(builder.build()))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        });
-        match built {
-            Ok(backend) => lynk_core::LockClient::builder(backend)
-                .config(config)
-                .build(),
-            Err(e) => {
-                let message = e.to_string();
-                failure = Some(e);
-                Err(lynk_core::LockError::InvalidInput {
-                    what: "DynamoDB configuration",
-                    problem: message,
-                })
-            }
-        }
-    });
-    match (factory, failure) {
-        (Ok(f), _) => Ok(f),
-        (Err(_), Some(e)) => Err(e),
-        (Err(e), None) => Err(e.into()),
-    }
+    // Load the AWS configuration first, on a runtime of its own on a helper
+    // thread (so this works whether or not the caller is inside a runtime);
+    // the SDK client spawns its connection tasks on whichever runtime sends
+    // a request, so it then serves the factory's runtime.
+    let backend = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| lynk_core::LockError::InvalidInput {
+                    what: "runtime",
+                    problem: format!("could not start one to load the AWS configuration: {e}"),
+                })?;
+            rt.block_on(builder.build())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })?;
+    Ok(lynk_core::blocking::LockFactory::new(|| {
+        lynk_core::LockClient::builder(backend)
+            .config(config)
+            .build()
+    })?)
 }
