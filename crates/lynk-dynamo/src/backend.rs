@@ -1,11 +1,11 @@
 //! [`DynamoBackend`]: lynk's [`LockBackend`] on DynamoDB conditional writes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -243,11 +243,19 @@ impl DynamoBackend {
         )
     }
 
-    fn record(
-        &self,
-        item: &std::collections::HashMap<String, AttributeValue>,
-    ) -> Result<LockRecord, BackendError> {
+    fn record(&self, item: &HashMap<String, AttributeValue>) -> Result<LockRecord, BackendError> {
         record_from_item(item).map_err(|e| self.malformed(e))
+    }
+
+    /// The stored record a failed condition returned, if any.
+    fn stored(
+        &self,
+        item: Option<&HashMap<String, AttributeValue>>,
+    ) -> Result<Option<LockRecord>, BackendError> {
+        match item {
+            Some(item) if !item.is_empty() => self.record(item).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -267,10 +275,7 @@ impl LockBackend for DynamoBackend {
             .send()
             .await
             .map_err(|e| backend_error(e, "GetItem", &self.inner.table, Effect::ReadOnly))?;
-        match out.item() {
-            Some(item) if !item.is_empty() => self.record(item).map(Some),
-            _ => Ok(None),
-        }
+        self.stored(out.item())
     }
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
@@ -304,35 +309,20 @@ impl LockBackend for DynamoBackend {
                 )
                 .into()),
             },
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
+            Err(e) => match e.as_service_error() {
                 // The write did not apply; a malformed stored item is reported
                 // (as `read` does) rather than hidden behind the failed condition.
-                let current = match service.err() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => match c.item() {
-                        Some(item) if !item.is_empty() => Some(self.record(item)?),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                // The SDK may have retried a write whose first attempt
-                // applied: a stored record carrying this request's fresh
-                // version can only have been written by this request.
-                if let Some(current) = current {
-                    if current.version == request.version {
-                        return Ok(current);
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    match self.stored(c.item())? {
+                        // The SDK may have retried a write whose first attempt
+                        // applied: a stored record carrying this request's fresh
+                        // version can only have been written by this request.
+                        Some(current) if current.version == request.version => Ok(current),
+                        current => Err(WriteError::ConditionFailed { current }),
                     }
-                    return Err(WriteError::ConditionFailed {
-                        current: Some(current),
-                    });
                 }
-                Err(WriteError::ConditionFailed { current: None })
-            }
-            Err(e) => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
+                _ => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
+            },
         }
     }
 
@@ -355,22 +345,13 @@ impl LockBackend for DynamoBackend {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    DeleteItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                let current = match service.err() {
-                    DeleteItemError::ConditionalCheckFailedException(c) => match c.item() {
-                        Some(item) if !item.is_empty() => Some(self.record(item)?),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                Err(WriteError::ConditionFailed { current })
-            }
-            Err(e) => Err(write_error(e, "DeleteItem", &self.inner.table, &attempts).into()),
+            Err(e) => match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(c)) => {
+                    let current = self.stored(c.item())?;
+                    Err(WriteError::ConditionFailed { current })
+                }
+                _ => Err(write_error(e, "DeleteItem", &self.inner.table, &attempts).into()),
+            },
         }
     }
 
