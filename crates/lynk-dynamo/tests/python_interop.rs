@@ -51,6 +51,7 @@ import os, sys, time
 import lynk
 table, name, n, counter, marker = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 lock = lynk.get_session(table, host_identifier="python").create_lock(name)
+print("ready", flush=True)  # imports done: Rust starts its rounds now
 for i in range(n):
     lock.acquire(lease_duration=1, max_wait_seconds=120)
     try:
@@ -101,7 +102,7 @@ async fn shared_counter_with_python() {
     let log = PathBuf::from(format!("{}.log", marker.display()));
     let rounds = 5;
 
-    let child = python(&py, &pylynk, &endpoint)
+    let mut child = python(&py, &pylynk, &endpoint)
         .arg("script")
         .arg(&script)
         .args([&table, "counter-lock", &rounds.to_string()])
@@ -110,6 +111,14 @@ async fn shared_counter_with_python() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // Start contending only once Python is up: on a busy machine its imports
+    // alone can outlast all of Rust's rounds.
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let ready = tokio::select! {
+        line = lines.next_line() => line.unwrap(),
+        _ = SystemClock.sleep(Duration::from_secs(120)) => panic!("the Python worker did not start"),
+    };
+    assert_eq!(ready.as_deref(), Some("ready"), "python worker: {ready:?}");
 
     let client = LockClient::builder(backend.clone())
         .default_lease(Duration::from_secs(1))
@@ -136,14 +145,18 @@ async fn shared_counter_with_python() {
         // Give the Python waiter (which polls once per lease) a chance.
         SystemClock.sleep(Duration::from_millis(300)).await;
     }
-    let out = tokio::select! {
-        out = child.wait_with_output() => out.unwrap(),
+    let status = tokio::select! {
+        status = child.wait() => status.unwrap(),
         _ = SystemClock.sleep(Duration::from_secs(180)) => panic!("the Python worker did not finish"),
     };
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push(line);
+    }
     assert!(
-        out.status.success(),
+        status.success(),
         "python worker failed: {}",
-        String::from_utf8_lossy(&out.stdout)
+        rest.join("\n")
     );
     let total: u64 = std::fs::read_to_string(&counter).unwrap().parse().unwrap();
     assert_eq!(
