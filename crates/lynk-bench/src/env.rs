@@ -11,7 +11,7 @@ use lynk_core::{LockBackend, LockClient, LockClientBuilder};
 use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin};
 use lynk_testkit::{CountingBackend, MemoryBackend};
 
-use crate::counting::{Counter, SdkCounter};
+use crate::counting::Counter;
 
 /// The store under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +63,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// An SDK client that counts its requests.
 pub fn counting_sdk(config: &aws_config::SdkConfig) -> (aws_sdk_dynamodb::Client, Counter) {
-    let counter = SdkCounter::default();
+    let counter = lynk_dynamo::RequestCounter::default();
     let conf = aws_sdk_dynamodb::config::Builder::from(config)
         .interceptor(counter.clone())
         .build();

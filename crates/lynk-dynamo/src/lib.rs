@@ -40,6 +40,7 @@ mod expression;
 mod fenced;
 pub mod item;
 mod locks;
+mod request_counter;
 mod table_info;
 
 pub use admin::{TableAdmin, LYNK_TAG_KEY, LYNK_TAG_VALUE};
@@ -49,6 +50,7 @@ pub use create::{Billing, CreateOptions, CreateOutcome};
 pub use error::Error;
 pub use fenced::UserWrite;
 pub use locks::{LockEntry, LockListing};
+pub use request_counter::RequestCounter;
 pub use table_info::{TableBilling, TableInfo, TableStatus, Ttl, TtlStatus};
 
 pub use aws_sdk_dynamodb;

@@ -66,7 +66,7 @@ async fn one_request_each(server: Server, test: &str) {
         .await
         .unwrap()
         .is_none());
-    let expected_reads = usize::from(!server.returns_current());
+    let expected_reads = u64::from(!server.returns_current());
     let mut expected = std::collections::BTreeMap::from([("UpdateItem".to_owned(), 1)]);
     if expected_reads > 0 {
         expected.insert("GetItem".to_owned(), expected_reads);

@@ -2,12 +2,6 @@
 //! environment, unique table names, and a request-counting SDK client.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
 use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin};
 
 /// A local DynamoDB-compatible server started by `scripts/test-servers.sh`.
@@ -76,47 +70,7 @@ pub fn options(endpoint: &str) -> AwsOptions {
 }
 
 /// Counts requests by operation (every attempt, retries included).
-#[derive(Clone, Debug, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>);
-
-impl RequestCounter {
-    pub fn snapshot(&self) -> BTreeMap<String, usize> {
-        self.0.lock().unwrap().clone()
-    }
-
-    pub fn total(&self) -> usize {
-        self.0.lock().unwrap().values().sum()
-    }
-
-    pub fn reset(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-impl Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or("unknown")
-            .rsplit('.')
-            .next()
-            .unwrap_or("unknown")
-            .to_owned();
-        *self.0.lock().unwrap().entry(target).or_default() += 1;
-        Ok(())
-    }
-}
+pub use lynk_dynamo::RequestCounter;
 
 /// An SDK client for `endpoint` that counts its requests.
 pub async fn counting_client(endpoint: &str) -> (aws_sdk_dynamodb::Client, RequestCounter) {
