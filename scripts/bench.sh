@@ -52,6 +52,11 @@ else
   DEF_LEASE=20; DEF_ROUNDS=3  # the original's default lease: about 20 s per handover
 fi
 DEF_SUFFIX=""; [[ $DEF_LEASE != 20 ]] && DEF_SUFFIX="_lease${DEF_LEASE}s"
+# Nothing here may hang the run: each background measurement is stopped
+# after a generous bound (each handover takes at most about two leases).
+BG_LIMIT=$((DEF_ROUNDS * DEF_LEASE * 4 + 300))
+STEP_LIMIT=900   # any one foreground measurement (a full run's longest takes about a minute)
+bounded() { timeout -k 10 "$STEP_LIMIT" "$@"; }
 
 # The original at its default lease: in-process (one session, two threads, as
 # in its quickstart) and cross-process handovers, in the background, each
@@ -62,13 +67,13 @@ default_lease_handovers() {
   E="$(endpoint "$S")"
   local J="$OUT.bg-$S-inproc" L="$OUT.bg-$S-inproc.log"
   BG_FILES+=("$J"); : >"$J"
-  "$PY" scripts/bench/pylynk_bench.py handover --endpoint "$E" --server "$S" --lease "$DEF_LEASE" \
+  timeout -k 10 "$BG_LIMIT" "$PY" scripts/bench/pylynk_bench.py handover --endpoint "$E" --server "$S" --lease "$DEF_LEASE" \
     --handovers "$DEF_ROUNDS" --json "$J" >"$L" 2>&1 &
   BG_PIDS+=($!)
   T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
   J="$OUT.bg-$S-xproc"; L="$OUT.bg-$S-xproc.log"
   BG_FILES+=("$J"); : >"$J"
-  "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$DEF_ROUNDS" \
+  timeout -k 10 "$BG_LIMIT" "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$DEF_ROUNDS" \
     --dmin 0.05 --dmax "$DEF_LEASE.05" --metric-suffix "$DEF_SUFFIX" \
     --note "lease $DEF_LEASE s$([[ $DEF_LEASE == 20 ]] && echo ' (its default)')" --json "$J" -- \
     "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease "$DEF_LEASE" >"$L" 2>&1 &
@@ -76,53 +81,55 @@ default_lease_handovers() {
 }
 
 log "lynk on the in-memory backend (pure client cost)"
-"$BIN" suite --server memory --json "$OUT" $SMOKE
+bounded "$BIN" suite --server memory --json "$OUT" $SMOKE
 log "lynk: locks held at once by one client (in-memory backend)"
-"$BIN" scale --json "$OUT" $SMOKE
+bounded "$BIN" scale --json "$OUT" $SMOKE
 
 log "started in the background: the original's handovers at lease $DEF_LEASE s on ${SERVERS[*]} ($DEF_ROUNDS each)"
 for S in "${SERVERS[@]}"; do default_lease_handovers "$S"; done
 
 for S in dynalite moto; do
   log "lynk on $S (emulator-bound)"
-  "$BIN" suite --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
+  bounded "$BIN" suite --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
 done
 
 log "dynamodb-lease on moto (dynalite lacks the TTL API it requires)"
-"$BIN" peer --endpoint "$MOTO" --label moto --json "$OUT" $SMOKE
+bounded "$BIN" peer --endpoint "$MOTO" --label moto --json "$OUT" $SMOKE
 
 for S in "${SERVERS[@]}"; do
   log "original Python lynk 0.3.1 on $S"
-  "$PY" scripts/bench/pylynk_bench.py suite --endpoint "$(endpoint "$S")" --server "$S" --json "$OUT" $SMOKE
+  bounded "$PY" scripts/bench/pylynk_bench.py suite --endpoint "$(endpoint "$S")" --server "$S" --json "$OUT" $SMOKE
 done
 
 for S in "${SERVERS[@]}"; do
   E="$(endpoint "$S")"
   log "cross-process handover on $S"
   T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
-  "$PY" scripts/bench/xproc.py --impl lynk --server "$S" --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
+  bounded "$PY" scripts/bench/xproc.py --impl lynk --server "$S" --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
     --note "default settings (poll 1 s)" --json "$OUT" -- \
     "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T"
   T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
   log "cross-process handover on $S: the original at lease 2 s"
-  "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$ROUNDS" --dmin 0.05 --dmax "$PY_DMAX" \
+  bounded "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$ROUNDS" --dmin 0.05 --dmax "$PY_DMAX" \
     --metric-suffix _lease2s --note "lease 2 s (not its default)" --json "$OUT" -- \
     "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease 2
 done
 log "cross-process handover on moto: dynamodb-lease"
 T="$("$BIN" setup-table --imp peer --endpoint "$MOTO")"
-"$PY" scripts/bench/xproc.py --impl dynamodb-lease --server moto --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
+bounded "$PY" scripts/bench/xproc.py --impl dynamodb-lease --server moto --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
   --note "default settings (retry every 1 s)" --json "$OUT" -- \
   "$BIN" worker --imp peer --server moto --endpoint "$MOTO" --table "$T"
 
 log "waiting for the original's handovers at lease $DEF_LEASE s"
 for i in "${!BG_PIDS[@]}"; do
-  if ! wait "${BG_PIDS[$i]}"; then
+  status=0; wait "${BG_PIDS[$i]}" || status=$?
+  if [[ $status != 0 ]]; then
     cat "${BG_FILES[$i]}.log" >&2
-    echo "[bench] background measurement failed: ${BG_FILES[$i]}" >&2
+    [[ $status == 124 ]] && echo "[bench] background measurement did not finish within $BG_LIMIT s" >&2
+    echo "[bench] background measurement failed (exit $status): ${BG_FILES[$i]}" >&2
     exit 1
   fi
-  grep -v '^$' "${BG_FILES[$i]}.log" | grep -E '^python-lynk ' || true
+  grep -v '^$' "${BG_FILES[$i]}.log" | grep -E '^(python-lynk |\[python-lynk\])' || true
   cat "${BG_FILES[$i]}" >>"$OUT"
   rm -f "${BG_FILES[$i]}" "${BG_FILES[$i]}.log"
 done

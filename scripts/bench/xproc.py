@@ -15,27 +15,57 @@ rounds span the poll phase.
 """
 import argparse
 import json
+import queue
 import random
 import subprocess
 import sys
+import threading
 import time
+
+# How long one step (a worker's answer to one command) may take before the
+# run is abandoned: a worker that never answers (the original's lock lost to
+# a late refresh, its refresher thread keeping the process alive) must not
+# hang the benchmark.  Set with --step-timeout.
+STEP_TIMEOUT = 120.0
+
+
+class LockLost(Exception):
+    """A worker's lock was taken over while it held it (the original's late
+    refresh at a short lease on a busy machine): its behaviour, no figure."""
 
 
 class Worker:
     def __init__(self, cmd):
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         self.expect("ready")
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
 
     def send(self, cmd):
         self.p.stdin.write(cmd + "\n")
         self.p.stdin.flush()
 
     def expect(self, word):
+        deadline = time.monotonic() + STEP_TIMEOUT
         while True:
-            line = self.p.stdout.readline()
-            if not line:
-                raise SystemExit("worker exited while waiting for %r" % word)
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                raise SystemExit("worker %d did not answer %r within %.0f s (see its stderr above)"
+                                 % (self.p.pid, word, STEP_TIMEOUT))
+            if line is None:
+                raise SystemExit("worker %d exited (status %s) while waiting for %r"
+                                 % (self.p.pid, self.p.poll(), word))
             parts = line.split()
+            if parts and parts[0] == "error" and "LockLostError" in line:
+                raise LockLost(line.strip())
+            if parts and parts[0] == "error":
+                raise SystemExit("worker %d failed while waiting for %r: %s" % (self.p.pid, word, line.strip()))
             if parts and parts[0] == word:
                 return int(parts[1]) if len(parts) > 1 else None
 
@@ -45,10 +75,19 @@ class Worker:
             self.p.stdin.close()
         except BrokenPipeError:
             pass
-        self.p.wait(timeout=30)
+        try:
+            self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
 
 
 def main():
+    global STEP_TIMEOUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--impl", required=True)
     ap.add_argument("--server", required=True)
@@ -58,10 +97,28 @@ def main():
     ap.add_argument("--note", default="")
     ap.add_argument("--metric-suffix", default="", help="e.g. _lease2s for a non-default setting")
     ap.add_argument("--json")
+    ap.add_argument("--step-timeout", type=float, default=STEP_TIMEOUT,
+                    help="seconds one worker answer may take before the run is abandoned")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
-    w = [Worker(cmd), Worker(cmd)]
+    STEP_TIMEOUT = a.step_timeout
+    w = []
+    try:
+        w.append(Worker(cmd))
+        w.append(Worker(cmd))
+        samples = measure(a, w)
+    except LockLost as e:
+        print("[%s] cross-process handover: a worker lost its lock during the measurement (%s); no figure"
+              % (a.impl, e), file=sys.stderr, flush=True)
+        return 0
+    finally:
+        for x in w:
+            x.kill()
+    report(a, samples)
+
+
+def measure(a, w):
     holder = 0
     w[0].send("acquire")
     w[0].expect("acquired")
@@ -83,6 +140,10 @@ def main():
     w[holder].expect("released")
     for x in w:
         x.close()
+    return samples
+
+
+def report(a, samples):
     s = sorted(samples)
 
     def rank(p):
