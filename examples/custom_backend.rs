@@ -104,6 +104,8 @@ fn decode(key: &str, text: &str) -> Result<LockRecord, BackendError> {
             Some(FencingToken::new(f[3].parse().map_err(|_| bad())?))
         },
         released: f[4].parse().map_err(|_| bad())?,
+        queue: Default::default(),
+        granted_to: None,
         payload,
     })
 }

@@ -94,6 +94,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             token: TokenUpdate::Next { initial: 1 },
             payload: None,
             released: false,
+            queue: Default::default(),
+            granted_to: None,
         })
         .await?;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{BackendError, FencingToken, LockRecord, Version};
+use crate::{BackendError, BackendErrorKind, FencingToken, LockRecord, Version, WaitQueue};
 
 /// What must be true of the stored record for a [`WriteRequest`] to apply.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -22,6 +22,27 @@ pub enum Condition {
     /// A record exists under the key and its version equals this one. Its
     /// `released` flag does not matter.
     VersionIs(Version),
+    /// A record exists under the key, its version equals `version`, and its
+    /// queue's [`revision`](WaitQueue::revision) equals `revision` (`None`:
+    /// the record has no queue revision). Used by writes that change the
+    /// queue, so that no waiter's entry is lost.
+    QueueIs {
+        /// The expected record version.
+        version: Version,
+        /// The expected queue revision.
+        revision: Option<Version>,
+    },
+}
+
+/// How a write sets the record's [`WaitQueue`].
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub enum QueueUpdate {
+    /// Keep the stored queue (empty if there is no stored record).
+    #[default]
+    Keep,
+    /// Store this queue (with its new revision). Pair it with
+    /// [`Condition::QueueIs`] so entries added meanwhile are not lost.
+    Set(WaitQueue),
 }
 
 /// How a write sets the record's fencing token.
@@ -70,6 +91,10 @@ pub struct WriteRequest {
     pub payload: Option<Bytes>,
     /// The written record's `released` flag.
     pub released: bool,
+    /// How the written record's queue is set.
+    pub queue: QueueUpdate,
+    /// The written record's [`granted_to`](LockRecord::granted_to).
+    pub granted_to: Option<String>,
 }
 
 impl WriteRequest {
@@ -94,6 +119,46 @@ impl WriteRequest {
             fencing_token,
             payload: self.payload.clone(),
             released: self.released,
+            queue: match &self.queue {
+                QueueUpdate::Keep => previous.map(|p| p.queue.clone()).unwrap_or_default(),
+                QueueUpdate::Set(queue) => queue.clone(),
+            },
+            granted_to: self.granted_to.clone(),
+        }
+    }
+}
+
+/// A write of a lock's [`WaitQueue`] alone: everything else in the record
+/// (version, lease, holder, token, payload, flags) stays as stored, so the
+/// holder and the other waiters see no change of version.
+///
+/// It applies if a record exists under `key` whose version is `version` and
+/// whose queue revision is `revision`; the stored queue becomes `queue`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct QueueRequest {
+    /// The lock name.
+    pub key: String,
+    /// The record version the waiter saw.
+    pub version: Version,
+    /// The queue revision the waiter saw (`None`: no revision stored).
+    pub revision: Option<Version>,
+    /// The queue to store; its revision is fresh, which is how the writer
+    /// recognises its own write after a lost response.
+    pub queue: WaitQueue,
+}
+
+impl QueueRequest {
+    /// Whether the request's condition holds for the stored record `current`.
+    pub fn holds_for(&self, current: Option<&LockRecord>) -> bool {
+        current.is_some_and(|r| r.version == self.version && r.queue.revision == self.revision)
+    }
+
+    /// The record this request stores over `current` (for which
+    /// [`holds_for`](QueueRequest::holds_for) is true).
+    pub fn record_over(&self, current: &LockRecord) -> LockRecord {
+        LockRecord {
+            queue: self.queue.clone(),
+            ..current.clone()
         }
     }
 }
@@ -107,6 +172,10 @@ impl Condition {
             (Condition::Vacant, Some(r)) => r.released,
             (Condition::VersionIs(_), None) => false,
             (Condition::VersionIs(v), Some(r)) => &r.version == v,
+            (Condition::QueueIs { .. }, None) => false,
+            (Condition::QueueIs { version, revision }, Some(r)) => {
+                &r.version == version && &r.queue.revision == revision
+            }
         }
     }
 }
@@ -141,6 +210,11 @@ pub struct Capabilities {
     pub returns_current_on_conflict: bool,
     /// The store supports multi-item transactions (used for fenced writes).
     pub transactions: bool,
+    /// The store keeps a lock's [`WaitQueue`] and implements
+    /// [`write_queue`](LockBackend::write_queue): waiters in other processes
+    /// then queue in arrival order and a release grants the first of them.
+    /// Without it, waiters poll and the order among processes is luck.
+    pub wait_queue: bool,
 }
 
 impl Capabilities {
@@ -149,6 +223,7 @@ impl Capabilities {
         Capabilities {
             returns_current_on_conflict: false,
             transactions: false,
+            wait_queue: false,
         }
     }
 
@@ -161,6 +236,12 @@ impl Capabilities {
     /// Sets [`transactions`](Capabilities::transactions).
     pub const fn with_transactions(mut self, yes: bool) -> Self {
         self.transactions = yes;
+        self
+    }
+
+    /// Sets [`wait_queue`](Capabilities::wait_queue).
+    pub const fn with_wait_queue(mut self, yes: bool) -> Self {
+        self.wait_queue = yes;
         self
     }
 }
@@ -261,6 +342,25 @@ pub trait LockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// As for [`write`](LockBackend::write).
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError>;
 
+    /// Replaces the stored queue as `request` says, if its condition holds
+    /// (see [`QueueRequest`]); returns the record now stored. Like
+    /// [`write`](LockBackend::write), it is one atomic compare-and-set, and a
+    /// failed condition returns [`WriteError::ConditionFailed`].
+    ///
+    /// Only called when [`Capabilities::wait_queue`] is set; the default
+    /// implementation says the backend has no queue.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`write`](LockBackend::write).
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        let _ = request;
+        Err(WriteError::Backend(BackendError::new(
+            BackendErrorKind::Other,
+            "this backend keeps no wait queue (Capabilities::wait_queue is false)",
+        )))
+    }
+
     /// What this backend supports.
     fn capabilities(&self) -> Capabilities;
 }
@@ -277,6 +377,10 @@ impl<T: LockBackend + ?Sized> LockBackend for std::sync::Arc<T> {
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
         (**self).delete(key, expected).await
+    }
+
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        (**self).write_queue(request).await
     }
 
     fn capabilities(&self) -> Capabilities {

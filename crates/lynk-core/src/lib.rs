@@ -52,7 +52,10 @@ mod lock;
 mod metrics;
 mod record;
 
-pub use backend::{Capabilities, Condition, LockBackend, TokenUpdate, WriteError, WriteRequest};
+pub use backend::{
+    Capabilities, Condition, LockBackend, QueueRequest, QueueUpdate, TokenUpdate, WriteError,
+    WriteRequest,
+};
 pub use backend_error::{BackendError, BackendErrorKind};
 pub use client::{LockClient, LockClientBuilder};
 pub use clock::{Clock, Sleep, SystemClock};
@@ -64,7 +67,7 @@ pub use error::{LockError, LostReason};
 pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;
 pub use metrics::MetricsSnapshot;
-pub use record::{FencingToken, LockRecord, Version};
+pub use record::{FencingToken, LockRecord, QueueEntry, Version, WaitQueue};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;

@@ -102,11 +102,88 @@ pub struct LockRecord {
     /// `true` when the holder released the lock but the record was kept so the
     /// fencing token survives. A released record is free to acquire at once.
     pub released: bool,
+    /// The waiters of other processes, in arrival order (see
+    /// [`WaitQueue`]). Empty on records written by the original client.
+    pub queue: WaitQueue,
+    /// The [`QueueEntry::id`] of the waiter a releasing holder handed the lock
+    /// to. Such a record is a **grant**: nobody holds the lock, and only that
+    /// waiter may take it (by its own write, conditioned on the grant's
+    /// version) until the grant's lease goes stale like any other lease.
+    pub granted_to: Option<String>,
 }
 
 impl LockRecord {
     /// `true` if nobody holds the lock this record describes.
     pub fn is_released(&self) -> bool {
         self.released
+    }
+}
+
+/// One waiting client's place in a lock's [`WaitQueue`].
+///
+/// A client has at most one entry per lock name, whatever the number of its
+/// local waiters (they queue behind it, in process).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct QueueEntry {
+    /// Identifies this wait of this client: a fresh random UUID per wait.
+    pub id: String,
+    /// The waiter's host identifier, for people reading the table.
+    pub host: String,
+    /// Where the waiter listens for wake-up datagrams (`ip:port`), if it does.
+    /// A wake-up only makes the waiter read sooner; it never grants.
+    pub wake: Option<String>,
+}
+
+/// The waiters of one lock in other processes, in arrival order, kept in the
+/// lock's record next to the holder's fields.
+///
+/// A waiter appends its entry with a [`QueueRequest`](crate::QueueRequest),
+/// which changes only the queue (not the holder's version, so the holder's
+/// heartbeats and other waiters' staleness timers are not disturbed). A
+/// releasing holder grants the lock to the first entry in its release write.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct WaitQueue {
+    /// Changes with every write of the queue (a fresh random version), so a
+    /// queue write can be conditioned on the queue it read; `None` on a record
+    /// whose queue was never written.
+    pub revision: Option<Version>,
+    /// The entries, first come first.
+    pub entries: Vec<QueueEntry>,
+}
+
+impl WaitQueue {
+    /// The position of the entry with this id, if it is queued.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.entries.iter().position(|e| e.id == id)
+    }
+
+    /// `true` when nobody is queued.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// This queue without the entry `id`, under a new revision.
+    pub fn without(&self, id: &str) -> WaitQueue {
+        WaitQueue {
+            revision: Some(Version::random()),
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.id != id)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// This queue with `entry` appended (once), under a new revision.
+    pub fn with(&self, entry: QueueEntry) -> WaitQueue {
+        let mut entries = self.entries.clone();
+        if !entries.iter().any(|e| e.id == entry.id) {
+            entries.push(entry);
+        }
+        WaitQueue {
+            revision: Some(Version::random()),
+            entries,
+        }
     }
 }

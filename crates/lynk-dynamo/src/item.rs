@@ -200,6 +200,8 @@ pub(crate) fn record_from_item(
         fencing_token,
         payload,
         released,
+        queue: Default::default(),
+        granted_to: None,
     })
 }
 
@@ -244,6 +246,11 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
             assign(&mut p, RELEASED, "true", AttributeValue::Bool(true))
         ),
         Condition::VersionIs(v) => version_is(&mut p, v),
+        Condition::QueueIs { version, .. } => {
+            // TODO(issue 12): the queue revision (lynk-dynamo does not store
+            // queues yet: Capabilities::wait_queue is false).
+            version_is(&mut p, version)
+        }
     };
     let version = AttributeValue::S(request.version.as_str().to_owned());
     let lease = AttributeValue::N(format_lease(request.lease_duration));

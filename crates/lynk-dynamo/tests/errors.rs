@@ -23,6 +23,8 @@ fn request() -> WriteRequest {
         token: TokenUpdate::Next { initial: 1 },
         payload: None,
         released: false,
+        queue: Default::default(),
+        granted_to: None,
     }
 }
 

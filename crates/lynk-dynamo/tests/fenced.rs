@@ -103,6 +103,8 @@ async fn fenced_write_on_moto() {
             token: TokenUpdate::Next { initial: 1 },
             payload: None,
             released: false,
+            queue: Default::default(),
+            granted_to: None,
         })
         .await
         .unwrap();

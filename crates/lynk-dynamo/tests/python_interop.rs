@@ -252,6 +252,8 @@ async fn python_takes_over_expired_rust_lock() {
             },
             payload: Some(bytes::Bytes::from_static(b"state")),
             released: false,
+            queue: Default::default(),
+            granted_to: None,
         })
         .await
         .unwrap();

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lynk_core::{
-    BackendError, Capabilities, LockBackend, LockRecord, Version, WriteError, WriteRequest,
+    BackendError, Capabilities, LockBackend, LockRecord, QueueRequest, Version, WriteError,
+    WriteRequest,
 };
 
 use crate::Op;
@@ -23,12 +24,14 @@ pub struct RequestCounts {
     pub writes: u64,
     /// `delete` calls (applied or not).
     pub deletes: u64,
+    /// `write_queue` calls (applied or not).
+    pub queue_writes: u64,
 }
 
 impl RequestCounts {
     /// All requests.
     pub fn total(&self) -> u64 {
-        self.reads + self.writes + self.deletes
+        self.reads + self.writes + self.deletes + self.queue_writes
     }
 
     /// Requests made since `earlier`.
@@ -37,6 +40,7 @@ impl RequestCounts {
             reads: self.reads - earlier.reads,
             writes: self.writes - earlier.writes,
             deletes: self.deletes - earlier.deletes,
+            queue_writes: self.queue_writes - earlier.queue_writes,
         }
     }
 }
@@ -47,6 +51,7 @@ pub(crate) struct Counters {
     reads: AtomicU64,
     writes: AtomicU64,
     deletes: AtomicU64,
+    queue_writes: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +61,7 @@ impl Counters {
             Op::Read => &self.reads,
             Op::Write => &self.writes,
             Op::Delete => &self.deletes,
+            Op::WriteQueue => &self.queue_writes,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -66,6 +72,7 @@ impl Counters {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
             deletes: self.deletes.load(Ordering::Relaxed),
+            queue_writes: self.queue_writes.load(Ordering::Relaxed),
         }
     }
 }
@@ -127,6 +134,11 @@ impl<B: LockBackend> LockBackend for CountingBackend<B> {
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
         self.counters.count(Op::Delete);
         self.inner.delete(key, expected).await
+    }
+
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        self.counters.count(Op::WriteQueue);
+        self.inner.write_queue(request).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, Version,
-    WriteError, WriteRequest,
+    BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, QueueRequest,
+    Version, WriteError, WriteRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,6 +22,8 @@ pub enum Op {
     Write,
     /// `delete`.
     Delete,
+    /// `write_queue`.
+    WriteQueue,
 }
 
 /// What goes wrong.
@@ -420,6 +422,14 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
         let fault = self.take_fault(Op::Delete, key);
         self.before(&fault).await?;
         let out = self.inner.delete(key, expected).await;
+        self.after(&fault).await?;
+        out
+    }
+
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        let fault = self.take_fault(Op::WriteQueue, &request.key);
+        self.before(&fault).await?;
+        let out = self.inner.write_queue(request).await;
         self.after(&fault).await?;
         out
     }

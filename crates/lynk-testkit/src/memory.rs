@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use async_trait::async_trait;
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, LockBackend, LockRecord, Version, WriteError,
-    WriteRequest, MAX_NAME_BYTES,
+    BackendError, BackendErrorKind, Capabilities, LockBackend, LockRecord, QueueRequest, Version,
+    WriteError, WriteRequest, MAX_NAME_BYTES,
 };
 
 use crate::counting::{Counters, RequestCounts};
@@ -140,9 +140,25 @@ impl LockBackend for MemoryBackend {
         }
     }
 
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        self.table.counters.count(Op::WriteQueue);
+        check_key(&request.key)?;
+        let mut records = self.records();
+        let current = records.get(&request.key);
+        let Some(current) = current.filter(|_| request.holds_for(current)) else {
+            return Err(WriteError::ConditionFailed {
+                current: current.cloned(),
+            });
+        };
+        let record = request.record_over(current);
+        records.insert(request.key.clone(), record.clone());
+        Ok(record)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::minimal()
             .with_returns_current_on_conflict(true)
             .with_transactions(false)
+            .with_wait_queue(true)
     }
 }

@@ -262,6 +262,8 @@ async fn finding_the_read_after_a_recordless_conflict_is_a_poll() {
         fencing_token: Some(FencingToken::new(5)),
         payload: None,
         released: false,
+        queue: Default::default(),
+        granted_to: None,
     });
     let c = client(Recordless::new(mem.clone()), &clock, "a");
     let reads_before = mem.counts().reads;

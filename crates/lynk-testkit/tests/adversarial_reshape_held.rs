@@ -300,6 +300,8 @@ async fn held_token_exhaustion_hands_out_nothing() {
         fencing_token: Some(FencingToken::new(u64::MAX - 1)),
         payload: None,
         released: true,
+        queue: Default::default(),
+        granted_to: None,
     });
     let c = client(mem.clone(), &clock, "a");
     let (l1, l2) = (c.create_lock("x"), c.create_lock("x"));

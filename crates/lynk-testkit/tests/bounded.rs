@@ -33,6 +33,8 @@ fn held_by(host: &str, released: bool) -> LockRecord {
         fencing_token: Some(FencingToken::new(5)),
         payload: None,
         released,
+        queue: Default::default(),
+        granted_to: None,
     }
 }
 

@@ -28,6 +28,8 @@ fn abandoned(key: &str, lease: Duration) -> LockRecord {
         fencing_token: Some(lynk_core::FencingToken::new(41)),
         payload: None,
         released: false,
+        queue: Default::default(),
+        granted_to: None,
     }
 }
 

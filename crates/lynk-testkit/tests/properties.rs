@@ -109,6 +109,8 @@ proptest! {
                             token: if next_token { TokenUpdate::Next { initial } } else { TokenUpdate::Keep },
                             payload: payload.map(|p| Bytes::from(vec![p])),
                             released,
+                            queue: Default::default(),
+                            granted_to: None,
                         };
                         // The model, written independently of the backend's code.
                         let current = model.get(&key).cloned();

@@ -209,6 +209,8 @@ async fn an_absurd_lease_in_a_record_is_survived() {
         fencing_token: Some(FencingToken::new(1)),
         payload: None,
         released: false,
+        queue: Default::default(),
+        granted_to: None,
     });
     let l = c.create_lock("x");
     assert!(matches!(

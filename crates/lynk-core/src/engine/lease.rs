@@ -212,6 +212,8 @@ mod tests {
             fencing_token: Some(FencingToken::new(1)),
             payload: None,
             released: false,
+            queue: Default::default(),
+            granted_to: None,
         };
         #[allow(clippy::disallowed_methods)] // a fixed instant; nothing is timed
         let now = Instant::now();

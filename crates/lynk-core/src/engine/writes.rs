@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use super::lease::LeaseCore;
 use super::slots::AcquireSpec;
 use super::Engine;
-use crate::{BackendError, Condition, LockRecord, TokenUpdate, Version, WriteError, WriteRequest};
+use crate::{
+    BackendError, Condition, LockRecord, QueueUpdate, TokenUpdate, Version, WriteError,
+    WriteRequest,
+};
 
 /// The most own writes remembered per list. Past it, writes from the middle
 /// of the list are forgotten: the first ones (which a lost response followed
@@ -95,6 +98,8 @@ impl Engine {
             token,
             payload,
             released,
+            queue: QueueUpdate::Keep,
+            granted_to: None,
         };
         Outgoing {
             request,

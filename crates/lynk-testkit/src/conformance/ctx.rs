@@ -31,6 +31,8 @@ pub(super) fn request(key: &str, condition: Condition, token: TokenUpdate) -> Wr
         token,
         payload: None,
         released: false,
+        queue: Default::default(),
+        granted_to: None,
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, LockBackend, LockRecord, TokenUpdate, Version,
-    WriteError, WriteRequest,
+    BackendError, BackendErrorKind, Capabilities, LockBackend, LockRecord, QueueRequest,
+    TokenUpdate, Version, WriteError, WriteRequest,
 };
 
 use super::signal::Signal;
@@ -226,6 +226,18 @@ impl LockBackend for HostNet {
         out
     }
 
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        let out = self
+            .cross(move |b| async move { b.write_queue(request).await })
+            .await?;
+        match &out {
+            Ok(r) => self.seen.observe(Some(r)),
+            Err(WriteError::ConditionFailed { current }) => self.seen.observe(current.as_ref()),
+            Err(_) => {}
+        }
+        out
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
@@ -257,7 +269,15 @@ impl LockBackend for NoCurrentOnConflict {
             other => other,
         }
     }
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        match self.0.write_queue(request).await {
+            Err(WriteError::ConditionFailed { .. }) => {
+                Err(WriteError::ConditionFailed { current: None })
+            }
+            other => other,
+        }
+    }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::minimal()
+        Capabilities::minimal().with_wait_queue(self.0.capabilities().wait_queue)
     }
 }

@@ -39,6 +39,8 @@ pub fn record(key: &str, host: &str, lease: Duration, token: u64, released: bool
         fencing_token: Some(FencingToken::new(token)),
         payload: None,
         released,
+        queue: Default::default(),
+        granted_to: None,
     }
 }
 
