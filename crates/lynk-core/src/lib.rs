@@ -51,6 +51,7 @@ mod guard;
 mod lock;
 mod metrics;
 mod record;
+mod wake;
 
 pub use backend::{
     Capabilities, Condition, LockBackend, QueueRequest, QueueUpdate, TokenUpdate, WriteError,
@@ -68,6 +69,10 @@ pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;
 pub use metrics::MetricsSnapshot;
 pub use record::{FencingToken, LockRecord, QueueEntry, Version, WaitQueue};
+pub use wake::{
+    encode_wake, parse_wake, Wake, WakeError, WakeLimiter, WakeLimits, WakeListener, WakeSender,
+    DEFAULT_WAKE_LIMITER_KEYS, MAX_WAKE_DATAGRAM_BYTES, WAKE_PROTOCOL,
+};
 
 pub use async_trait::async_trait;
 pub use bytes::Bytes;
