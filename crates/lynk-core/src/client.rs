@@ -105,9 +105,24 @@ impl LockClientBuilder {
         self
     }
 
-    /// How often waiters poll a held lock (default 1 s).
+    /// How often waiters poll a held lock once their first quick polls are
+    /// done (default 1.5 s); see [`ClientConfig::poll_interval`].
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every;
+        self
+    }
+
+    /// A waiter's first poll after a failed attempt (default 100 ms); see
+    /// [`ClientConfig::first_poll`].
+    pub fn first_poll(mut self, after: Duration) -> Self {
+        self.config.first_poll = after;
+        self
+    }
+
+    /// How long a granted waiter has to confirm (default 5 s); see
+    /// [`ClientConfig::grant_timeout`].
+    pub fn grant_timeout(mut self, timeout: Duration) -> Self {
+        self.config.grant_timeout = timeout;
         self
     }
 

@@ -61,10 +61,26 @@ pub struct ClientConfig {
     pub drift_allowance: f64,
     /// Fraction of the lease between the lost-lease signal and the safe deadline (default 0.1).
     pub lost_signal_margin: f64,
-    /// How often a waiter reads a held lock (default 1 s, so one waiting client
-    /// costs at most one request per second; shortened to a quarter of the
-    /// holder's lease for short leases, see [`ClientConfig::poll_interval_for`]).
+    /// How often a waiter reads a held lock once its first, quick polls are
+    /// done (default 1.5 s; shortened to a quarter of the holder's lease for
+    /// short leases, see [`ClientConfig::poll_interval_for`]).
+    ///
+    /// A waiter polls [`first_poll`](ClientConfig::first_poll) after its first
+    /// attempt, then at doubling intervals up to this one, and starts over
+    /// when the lock changes hands. With the defaults (0.1 s, 0.2 s, 0.4 s,
+    /// 0.8 s, then 1.5 s) a short critical section hands over within about
+    /// 0.1 to 0.2 s, and a 10 s wait costs at most 10 requests: the quick
+    /// polls are paid for by a steady period longer than 1 s.
     pub poll_interval: Duration,
+    /// The first poll after a failed attempt (default 100 ms, at most the poll
+    /// interval); see [`poll_interval`](ClientConfig::poll_interval).
+    pub first_poll: Duration,
+    /// How long a waiter that a releasing holder granted the lock to (see
+    /// [`LockRecord::granted_to`](crate::LockRecord::granted_to)) has to
+    /// confirm it with its own write (default 5 s) before the other waiters
+    /// skip it. It is the grant record's lease, at least three poll
+    /// intervals (see [`grant_lease`](ClientConfig::grant_lease)).
+    pub grant_timeout: Duration,
     /// Extra time a lock stays unavailable after its holder vanished without
     /// releasing it (default zero). Clean releases are free at once.
     pub lock_delay: Duration,
@@ -118,7 +134,9 @@ impl Default for ClientConfig {
             heartbeat_fraction: 1.0 / 3.0,
             drift_allowance: 0.01,
             lost_signal_margin: 0.1,
-            poll_interval: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(1500),
+            first_poll: Duration::from_millis(100),
+            grant_timeout: Duration::from_secs(5),
             lock_delay: Duration::ZERO,
             release_mode: ReleaseMode::KeepRecord,
             initial_backoff: Duration::from_millis(25),
@@ -187,6 +205,21 @@ impl ClientConfig {
                 "it is zero; use at least a few milliseconds",
             ));
         }
+        if self.first_poll.is_zero() {
+            return Err(LockError::invalid(
+                "first poll",
+                "it is zero; 100 ms is the default",
+            ));
+        }
+        if self.grant_timeout < MIN_LEASE || self.grant_timeout > MAX_LEASE {
+            return Err(LockError::invalid(
+                "grant timeout",
+                format!(
+                    "{:?} is outside [{MIN_LEASE:?}, {MAX_LEASE:?}]; 5 s is the default",
+                    self.grant_timeout
+                ),
+            ));
+        }
         self.validate_limits()?;
         if self.initial_backoff.is_zero() || self.max_backoff < self.initial_backoff {
             return Err(LockError::invalid(
@@ -238,6 +271,21 @@ impl ClientConfig {
         self.poll_interval
             .min(lease / 4)
             .max(Duration::from_millis(1))
+    }
+
+    /// The lease of a grant record: [`grant_timeout`](ClientConfig::grant_timeout),
+    /// but at least three poll intervals, so a live waiter polling at its
+    /// slowest still sees the grant in time.
+    pub fn grant_lease(&self) -> Duration {
+        self.grant_timeout
+            .max(self.poll_interval.saturating_mul(3))
+            .min(MAX_LEASE)
+    }
+
+    /// The first gap of a waiter's polls: [`first_poll`](ClientConfig::first_poll),
+    /// at most the poll interval for `lease`.
+    pub fn first_poll_for(&self, lease: Duration) -> Duration {
+        self.first_poll.min(self.poll_interval_for(lease))
     }
 
     /// How long a waiter must see one version before it may take over a lock

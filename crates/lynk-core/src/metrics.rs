@@ -12,6 +12,9 @@ pub(crate) struct Metrics {
     pub(crate) polls: AtomicU64,
     pub(crate) takeovers: AtomicU64,
     pub(crate) handovers: AtomicU64,
+    pub(crate) grants: AtomicU64,
+    pub(crate) confirmed_grants: AtomicU64,
+    pub(crate) wakeups: AtomicU64,
     pub(crate) releases: AtomicU64,
     pub(crate) heartbeats: AtomicU64,
     pub(crate) heartbeat_failures: AtomicU64,
@@ -40,6 +43,9 @@ impl Metrics {
             polls: get(&self.polls),
             takeovers: get(&self.takeovers),
             handovers: get(&self.handovers),
+            grants: get(&self.grants),
+            confirmed_grants: get(&self.confirmed_grants),
+            wakeups: get(&self.wakeups),
             releases: get(&self.releases),
             heartbeats: get(&self.heartbeats),
             heartbeat_failures: get(&self.heartbeat_failures),
@@ -61,12 +67,21 @@ pub struct MetricsSnapshot {
     pub acquire_attempts: u64,
     /// Acquisitions that found the lock held and had to wait.
     pub waits: u64,
-    /// Reads a waiter sent while the lock was held.
+    /// Reads (and queue writes, which answer like reads) a waiter sent while
+    /// the lock was held.
     pub polls: u64,
     /// Locks taken over from a holder whose lease ran out.
     pub takeovers: u64,
     /// Releases that handed the lock to a waiter in this process in one write.
     pub handovers: u64,
+    /// Grants written to the first waiter of the store's queue: by a release,
+    /// or over a stale lease or grant.
+    pub grants: u64,
+    /// Grants to this client that it confirmed (acquisitions by grant).
+    pub confirmed_grants: u64,
+    /// Wake-up datagrams received that led to an early poll (after rate
+    /// limiting).
+    pub wakeups: u64,
     /// Releases written to the store.
     pub releases: u64,
     /// Heartbeats that succeeded.

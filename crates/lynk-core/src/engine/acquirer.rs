@@ -2,9 +2,18 @@
 //! this process's queue of waiters.
 //!
 //! It sends a conditional write when the lock looks free, reads the record at
-//! the poll interval while someone else holds it, and takes over once it has
-//! seen the *same* version for `lease × (1 + drift) + lock_delay`, timed on
-//! its own monotonic clock from after the response that showed the version.
+//! the poll schedule's gaps ([`PollSchedule`]) while someone else holds it,
+//! and takes over once it has seen the *same* version for
+//! `lease × (1 + drift) + lock_delay`, timed on its own monotonic clock from
+//! after the response that showed the version.
+//!
+//! Where the store keeps a wait queue, the acquirer also stands in it for this
+//! process: its first poll appends its entry (a queue write, which answers
+//! with the record like a read), a grant to its entry is confirmed at once by
+//! an acquisition conditioned on the grant's version, and a stale lease or
+//! grant is granted to the first queued waiter rather than taken, unless
+//! that waiter is this one (or nobody is queued). When its last local waiter
+//! leaves, it takes its entry out (or passes a grant it was given on).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +21,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use super::poll::PollSchedule;
 use super::slots::AcquireSpec;
 use super::writes::OwnWrites;
 use super::Engine;
 use crate::metrics::Metrics;
 use crate::{
-    BackendError, BackendErrorKind, Condition, FencingToken, LockError, LockRecord, Version,
-    WriteError,
+    BackendError, BackendErrorKind, Condition, FencingToken, LockError, LockRecord, QueueEntry,
+    QueueUpdate, Version, WriteError,
 };
+
+/// How many queue writes in a row may conflict before the acquirer waits for
+/// its next poll (other waiters queueing at the same moment).
+const QUICK_QUEUE_RETRIES: u32 = 4;
 
 /// A record version this waiter has watched, and since when.
 struct Observation {
@@ -29,8 +43,34 @@ struct Observation {
 }
 
 enum Next {
-    Write(Condition),
+    Write(Attempt),
     Read,
+    /// Append this process's entry to the wait queue.
+    Enqueue,
+}
+
+/// A write that may end the wait.
+#[derive(Clone, Debug)]
+struct Attempt {
+    condition: Condition,
+    queue: QueueUpdate,
+    /// `Some`: not an acquisition for us but a grant of a stale lease (or
+    /// grant) to the first queued waiter.
+    grant_to: Option<QueueEntry>,
+}
+
+impl Attempt {
+    fn vacant() -> Self {
+        Attempt::mine(Condition::Vacant, QueueUpdate::Keep)
+    }
+
+    fn mine(condition: Condition, queue: QueueUpdate) -> Self {
+        Attempt {
+            condition,
+            queue,
+            grant_to: None,
+        }
+    }
 }
 
 /// What an acquisition write came to.
@@ -54,9 +94,16 @@ struct Acquirer {
     /// Those whose outcome is unknown: handed on if this task stops early.
     uncertain: OwnWrites,
     observed: Option<Observation>,
+    /// The last record the store showed, for writes built on it.
+    last: Option<LockRecord>,
     next: Next,
     backoff: Duration,
     waited: bool,
+    schedule: PollSchedule,
+    /// This process's entry in the store's wait queue, if the store keeps one.
+    entry: Option<QueueEntry>,
+    /// Queue writes that conflicted in a row.
+    queue_conflicts: u32,
 }
 
 pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
@@ -67,6 +114,11 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
     let Some(wake) = engine.slots.wake_signal(&name) else {
         return;
     };
+    let entry = engine.queues().then(|| QueueEntry {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        host: engine.config.host_identifier.clone(),
+        wake: engine.wake_address(),
+    });
     let mut acquirer = Acquirer {
         backoff: engine.config.initial_backoff,
         engine,
@@ -75,10 +127,15 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         own: seed,
         uncertain: OwnWrites::default(),
         observed: None,
-        next: Next::Write(Condition::Vacant),
+        last: None,
+        next: Next::Write(Attempt::vacant()),
         waited: false,
+        schedule: PollSchedule::default(),
+        entry,
+        queue_conflicts: 0,
     };
     while acquirer.step().await {}
+    acquirer.leave().await;
 }
 
 impl Acquirer {
@@ -92,6 +149,9 @@ impl Acquirer {
             {
                 Ok(head) => head,
                 Err(start) => {
+                    // Nobody left to wait for: leave the store's queue first,
+                    // so a successor does not find this entry ahead of it.
+                    self.leave().await;
                     engine.start_acquirer(start);
                     return false;
                 }
@@ -106,7 +166,7 @@ impl Acquirer {
         let by = engine.clock.now() + limit;
         engine.slots.note_call(&self.name, Some(engine.clock.now()));
         let current = match std::mem::replace(&mut self.next, Next::Read) {
-            Next::Write(condition) => match self.write(condition, &spec, by).await {
+            Next::Write(attempt) => match self.write(attempt, &spec, by).await {
                 Written::Granted(record, sent) => {
                     engine.slots.note_call(&self.name, None);
                     self.grant(waiter_id, &spec, record, sent);
@@ -114,7 +174,10 @@ impl Acquirer {
                 }
                 Written::Stale(version) => {
                     engine.slots.note_call(&self.name, None);
-                    self.next = Next::Write(Condition::VersionIs(version));
+                    self.next = Next::Write(Attempt::mine(
+                        Condition::VersionIs(version),
+                        QueueUpdate::Keep,
+                    ));
                     return true;
                 }
                 Written::Current(current) => current,
@@ -122,6 +185,10 @@ impl Acquirer {
             Next::Read => {
                 Metrics::inc(&engine.metrics.polls);
                 engine.read_by(&self.name, by).await
+            }
+            Next::Enqueue => {
+                Metrics::inc(&engine.metrics.polls);
+                self.enqueue(by).await
             }
         };
         engine.slots.note_call(&self.name, None);
@@ -144,11 +211,55 @@ impl Acquirer {
         }
     }
 
-    /// Sends an acquisition write for `spec`.
-    async fn write(&mut self, condition: Condition, spec: &AcquireSpec, by: Instant) -> Written {
+    /// Appends this process's entry to the queue of the last record seen; the
+    /// answer is the record, as a read's would be.
+    async fn enqueue(&mut self, by: Instant) -> Result<Option<LockRecord>, BackendError> {
+        let engine = self.engine.clone();
+        let (Some(seen), Some(entry)) = (self.last.clone(), self.entry.clone()) else {
+            return engine.read_by(&self.name, by).await;
+        };
+        let request = engine.queue_request(&seen, seen.queue.with(entry));
+        match engine.write_queue_by(request, by).await {
+            Ok(record) => {
+                self.queue_conflicts = 0;
+                Ok(Some(record))
+            }
+            Err(WriteError::ConditionFailed { current }) => {
+                self.queue_conflicts += 1;
+                engine.record_behind(current, &self.name, by).await
+            }
+            Err(WriteError::Backend(e)) => Err(e),
+        }
+    }
+
+    /// Sends an acquisition write for `spec`, or a grant to the first queued
+    /// waiter.
+    async fn write(&mut self, attempt: Attempt, spec: &AcquireSpec, by: Instant) -> Written {
         let engine = &self.engine;
-        let takeover = matches!(condition, Condition::VersionIs(_));
-        let out = engine.acquire_request(&self.name, condition, spec);
+        if let Some(to) = &attempt.grant_to {
+            let out = engine.grant_request(
+                &self.name,
+                attempt.condition.clone(),
+                to,
+                &self.queue_seen(),
+            );
+            Metrics::inc(&engine.metrics.acquire_attempts);
+            let current = match engine.write_by(out.request, by).await {
+                Ok(record) => {
+                    Metrics::inc(&engine.metrics.grants);
+                    tracing::info!(lock = %self.name, to = %to.host, "granted a stale lock to the first queued waiter");
+                    engine.send_wake(&self.name, to);
+                    Ok(Some(record))
+                }
+                Err(e) => engine.after_conflict(e, &self.name, by).await,
+            };
+            return Written::Current(current);
+        }
+        let takeover = self
+            .observed
+            .as_ref()
+            .is_some_and(|o| o.takeover_due(engine));
+        let out = engine.acquire_request(&self.name, attempt.condition, attempt.queue, spec);
         self.own.push(out.version.clone(), out.sent);
         Metrics::inc(&engine.metrics.acquire_attempts);
         let span = if takeover {
@@ -159,7 +270,10 @@ impl Acquirer {
         match engine.write_by(out.request, by).instrument(span).await {
             Ok(record) if !fresh(engine, out.sent, &record) => Written::Stale(record.version),
             Ok(record) => {
-                if takeover {
+                if self.last.as_ref().is_some_and(|r| self.granted_to_us(r)) {
+                    Metrics::inc(&engine.metrics.confirmed_grants);
+                    tracing::debug!(lock = %self.name, token = ?record.fencing_token, "confirmed a grant");
+                } else if takeover {
                     Metrics::inc(&engine.metrics.takeovers);
                     tracing::info!(lock = %self.name, token = ?record.fencing_token, "took over an expired lease");
                 }
@@ -191,7 +305,7 @@ impl Acquirer {
         let r = match current {
             Some(r) if !r.released => r,
             _ => {
-                self.next = Next::Write(Condition::Vacant);
+                self.next = Next::Write(Attempt::vacant());
                 return true;
             }
         };
@@ -206,7 +320,22 @@ impl Acquirer {
             // Ours, but too old to hand out, or written for a waiter that
             // left (its lease and payload): take it over afresh for this
             // waiter (the condition proves nobody else wrote since).
-            self.next = Next::Write(Condition::VersionIs(r.version));
+            self.next = Next::Write(Attempt::mine(
+                Condition::VersionIs(r.version),
+                QueueUpdate::Keep,
+            ));
+            return true;
+        }
+        if self.granted_to_us(&r) {
+            // A releasing holder (or a waiter that saw a lease go stale)
+            // granted us the lock: confirm it with our own write, whose send
+            // starts our lease. Only we may write over a grant until it goes
+            // stale.
+            tracing::debug!(lock = %self.name, "granted the lock; confirming");
+            self.next = Next::Write(Attempt::mine(
+                Condition::VersionIs(r.version),
+                QueueUpdate::Keep,
+            ));
             return true;
         }
         if !self.waited {
@@ -227,19 +356,55 @@ impl Acquirer {
                 lease: r.lease_duration,
             });
         }
+        self.schedule.observe(&r);
+        let queued = self.queued_in(&r);
+        self.last = Some(r);
         let Some(o) = self.observed.as_ref() else {
             return true;
         };
-        let poll_at = now + engine.jitter(engine.config.poll_interval_for(o.lease));
+        if !queued && self.queue_conflicts > 0 && self.queue_conflicts <= QUICK_QUEUE_RETRIES {
+            // Our entry lost a race with another queue write: retry on the
+            // record that answered, without waiting for the next poll.
+            self.next = self.retry_or_read();
+            return true;
+        }
+        self.queue_conflicts = 0;
+        let gap = self.schedule.next_gap(&engine.config, o.lease);
+        let poll_at = now + engine.jitter(gap);
         let until = match o.takeover_at(&engine) {
             Some(takeover_at) if takeover_at <= poll_at => takeover_at,
             _ => poll_at,
         };
         sleep_or_wake(&engine, &self.wake, until).await;
-        // Woken early (a try_acquire, a shutdown) or not: take over only once
-        // it is due.
+        // Woken early (a try_acquire, a shutdown, a wake-up) or not: take
+        // over only once it is due.
         self.next = self.retry_or_read();
         true
+    }
+
+    /// Whether `r` grants the lock to this process's queue entry.
+    fn granted_to_us(&self, r: &LockRecord) -> bool {
+        match (&self.entry, &r.granted_to) {
+            (Some(e), Some(to)) => &e.id == to,
+            _ => false,
+        }
+    }
+
+    /// Whether this process needs no queue write on `r`: it keeps no queue,
+    /// or its entry is in `r`'s.
+    fn queued_in(&self, r: &LockRecord) -> bool {
+        match &self.entry {
+            Some(e) => r.queue.position(&e.id).is_some(),
+            None => true,
+        }
+    }
+
+    /// The queue of the last record seen.
+    fn queue_seen(&self) -> crate::WaitQueue {
+        self.last
+            .as_ref()
+            .map(|r| r.queue.clone())
+            .unwrap_or_default()
     }
 
     /// A store error retrying may fix: back off, then retry.
@@ -256,24 +421,102 @@ impl Acquirer {
             // Retry the write we were making (a new version each time), or
             // read again.
             Some(_) => self.retry_or_read(),
-            None => Next::Write(Condition::Vacant),
+            None => Next::Write(Attempt::vacant()),
         };
     }
 
-    /// A takeover of the observed version once it is due, else a read.
+    /// A takeover of the observed version once it is due (or a grant of it
+    /// to the first queued waiter), else a queue write if this process is
+    /// not queued yet, else a read.
     fn retry_or_read(&self) -> Next {
         match &self.observed {
-            Some(o) if o.takeover_due(&self.engine) => {
-                Next::Write(Condition::VersionIs(o.version.clone()))
+            Some(o) if o.takeover_due(&self.engine) => Next::Write(self.takeover(&o.version)),
+            _ => match &self.last {
+                Some(r) if !self.queued_in(r) => Next::Enqueue,
+                _ => Next::Read,
+            },
+        }
+    }
+
+    /// The write that ends a stale lease (or grant) of `version`: without a
+    /// queue, a takeover; with one, a takeover that leaves the queue if this
+    /// process is first (or nobody is queued), else a grant to the first.
+    fn takeover(&self, version: &Version) -> Attempt {
+        let (Some(entry), Some(r)) = (&self.entry, &self.last) else {
+            return Attempt::mine(Condition::VersionIs(version.clone()), QueueUpdate::Keep);
+        };
+        let condition = Condition::QueueIs {
+            version: version.clone(),
+            revision: r.queue.revision.clone(),
+        };
+        match r.queue.entries.first() {
+            Some(first) if first.id != entry.id => Attempt {
+                condition,
+                queue: QueueUpdate::Keep, // the grant request sets it
+                grant_to: Some(first.clone()),
+            },
+            _ => Attempt::mine(condition, QueueUpdate::Set(r.queue.without(&entry.id))),
+        }
+    }
+
+    /// This process stops waiting: takes its entry out of the store's queue,
+    /// or passes on a grant it was given, in at most a few bounded writes.
+    /// Best effort: an entry left behind is skipped when it is granted and
+    /// the grant goes stale.
+    async fn leave(&mut self) {
+        let engine = self.engine.clone();
+        let Some(entry) = self.entry.clone() else {
+            return;
+        };
+        let Some(mut seen) = self.last.take() else {
+            return;
+        };
+        let by = engine.clock.now() + engine.config.call_timeout_for(seen.lease_duration);
+        for _ in 0..3 {
+            if seen.released {
+                return;
             }
-            _ => Next::Read,
+            let out = if seen.granted_to.as_deref() == Some(entry.id.as_str()) {
+                // Granted to us, and nobody here wants it: grant it to the
+                // next waiter, or release it.
+                let condition = Condition::QueueIs {
+                    version: seen.version.clone(),
+                    revision: seen.queue.revision.clone(),
+                };
+                let request = match seen.queue.entries.first() {
+                    Some(next) => engine.grant_request(&self.name, condition, next, &seen.queue),
+                    None => engine.release_request(&self.name, &seen.version, Some(&seen.queue)),
+                };
+                engine.write_by(request.request, by).await
+            } else if seen.queue.position(&entry.id).is_some() {
+                let request = engine.queue_request(&seen, seen.queue.without(&entry.id));
+                engine.write_queue_by(request, by).await
+            } else {
+                return;
+            };
+            match out {
+                Ok(_) => return,
+                Err(WriteError::ConditionFailed { current }) => {
+                    match engine.record_behind(current, &self.name, by).await {
+                        Ok(Some(r)) => seen = r,
+                        _ => return,
+                    }
+                }
+                Err(WriteError::Backend(e)) => {
+                    tracing::debug!(lock = %self.name, error = %e, "could not leave the wait queue; the entry will be skipped");
+                    return;
+                }
+            }
         }
     }
 
     /// The lock is ours: make the lease and give it to the waiter it was won
     /// for. If that waiter left (or another is now first), dropping the lease
     /// releases or hands over to the right one.
-    fn grant(&self, waiter_id: u64, spec: &AcquireSpec, record: LockRecord, sent: Instant) {
+    fn grant(&mut self, waiter_id: u64, spec: &AcquireSpec, record: LockRecord, sent: Instant) {
+        // The acquisition (a takeover, a grant's confirmation) took our entry
+        // out of the queue, if it was in: nothing to leave.
+        self.last = None;
         let engine = &self.engine;
         Metrics::inc(&engine.metrics.acquired);
         let lease = engine.new_lease(&record, sent, FencingToken::new(0), spec.heartbeat);

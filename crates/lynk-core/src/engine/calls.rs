@@ -67,6 +67,27 @@ impl Engine {
         out
     }
 
+    /// A write of the wait queue, given up at `deadline` (then of unknown
+    /// outcome).
+    pub(crate) async fn write_queue_by(
+        &self,
+        request: crate::QueueRequest,
+        deadline: Instant,
+    ) -> Result<LockRecord, WriteError> {
+        let name = request.key.clone();
+        let out = match self
+            .within(deadline, self.backend.write_queue(request))
+            .await
+        {
+            Some(out) => out,
+            None => Err(self
+                .no_answer(BackendErrorKind::OutcomeUnknown, "queue write", &name)
+                .into()),
+        };
+        self.observe_write(&out);
+        out
+    }
+
     /// A conditional delete, given up at `deadline` (then of unknown outcome).
     pub(crate) async fn delete_by(
         &self,

@@ -234,6 +234,7 @@ async fn heartbeat(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, give_up: Inst
     core.pending.push(out.version.clone(), out.sent);
     let error = match engine.write_by(out.request, give_up).await {
         Ok(record) => {
+            core.queue = record.queue;
             core.version = record.version;
             core.pending.clear();
             let from = engine.lease_start(out.sent);

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::writes::OwnWrites;
-use crate::{FencingToken, LockError, LockRecord, LostReason, Version};
+use crate::{FencingToken, LockError, LockRecord, LostReason, Version, WaitQueue};
 
 /// The part of a lease that changes with every write. Heartbeats and releases
 /// take this lock around their write, so exactly one write per lease is in
@@ -22,6 +22,9 @@ pub(crate) struct LeaseCore {
     /// hold one of them, that write applied and the lease is valid from its
     /// send instant.
     pub(crate) pending: OwnWrites,
+    /// The store's wait queue as the last write's answer showed it: a
+    /// release grants the lock to its first entry.
+    pub(crate) queue: WaitQueue,
 }
 
 /// Where a lease is in its life. Every transition happens under one mutex,
@@ -99,6 +102,7 @@ impl LeaseShared {
             core: tokio::sync::Mutex::new(LeaseCore {
                 version: record.version.clone(),
                 pending: OwnWrites::default(),
+                queue: record.queue.clone(),
             }),
             valid_from: Mutex::new(sent_at),
             lost: CancellationToken::new(),

@@ -16,6 +16,7 @@ mod calls;
 mod handle;
 mod keeper;
 mod lease;
+mod poll;
 mod release;
 mod shutdown;
 mod slots;
@@ -224,6 +225,17 @@ impl Engine {
             .map_err(|e| LockError::from_backend(name, "read", e))
     }
 
+    /// The address this client advertises for wake-ups, if it listens.
+    pub(crate) fn wake_address(&self) -> Option<String> {
+        None
+    }
+
+    /// Sends a wake-up to the queued waiter `to` of `name`, if it listens;
+    /// fire and forget (a wake-up only makes a waiter poll sooner).
+    pub(crate) fn send_wake(&self, name: &str, to: &crate::QueueEntry) {
+        let _ = (name, to);
+    }
+
     /// Writes the release marker over `name`'s record if it still carries
     /// `version`: the release of a lease this client does not hold (a
     /// detached guard's, or an operator's). One bounded write.
@@ -233,7 +245,7 @@ impl Engine {
         version: &crate::Version,
     ) -> Result<LockRecord, crate::WriteError> {
         let limit = self.config.call_timeout_for(self.config.default_lease);
-        let out = self.release_request(name, version);
+        let out = self.release_request(name, version, None);
         self.write_by(out.request, out.sent + limit).await
     }
 

@@ -12,7 +12,8 @@ use super::writes::OwnWrites;
 use super::Engine;
 use crate::metrics::Metrics;
 use crate::{
-    BackendError, BackendErrorKind, LockError, LockRecord, LostReason, ReleaseMode, WriteError,
+    BackendError, BackendErrorKind, Condition, LockError, LockRecord, LostReason, QueueEntry,
+    ReleaseMode, WriteError,
 };
 
 /// Releases the lease behind a guard (by `release()` or on drop). A lost
@@ -56,6 +57,9 @@ pub(crate) async fn run_release(
 
 enum Outcome {
     HandedOver(LockRecord, Instant),
+    /// Granted to the first waiter of the store's queue (`None`: found
+    /// applied after a lost response).
+    Granted(Option<QueueEntry>),
     Released,
 }
 
@@ -161,9 +165,22 @@ impl Releasing<'_> {
         }
     }
 
-    /// The write of this attempt: a handover, a release marker, or a delete.
+    /// The write of this attempt: a grant to the first waiter of the store's
+    /// queue (before any local waiter, so no process can keep the lock from
+    /// the others), a handover, a release marker, or a delete.
     async fn send(&mut self, core: &LeaseCore, by: Instant) -> Result<Outcome, WriteError> {
         let (engine, name) = (self.engine, &self.lease.name);
+        let queues = engine.queues();
+        if let Some(first) = core.queue.entries.first().filter(|_| queues) {
+            let condition = Condition::QueueIs {
+                version: core.version.clone(),
+                revision: core.queue.revision.clone(),
+            };
+            let out = engine.grant_request(name, condition, first, &core.queue);
+            self.mine.push(out.version, out.sent);
+            engine.write_by(out.request, by).await?;
+            return Ok(Outcome::Granted(Some(first.clone())));
+        }
         match (&self.waiter, engine.config.release_mode) {
             (Some(w), _) => {
                 let out = engine
@@ -175,7 +192,8 @@ impl Releasing<'_> {
                 Ok(Outcome::HandedOver(record, sent))
             }
             (None, ReleaseMode::KeepRecord) => {
-                let out = engine.release_request(name, &core.version);
+                let out =
+                    engine.release_request(name, &core.version, queues.then_some(&core.queue));
                 self.mine.push(out.version, out.sent);
                 engine.write_by(out.request, by).await?;
                 Ok(Outcome::Released)
@@ -193,9 +211,18 @@ impl Releasing<'_> {
             // Gone: the lock is free, which is what we wanted.
             return Step::Done(Outcome::Released);
         };
+        if r.version == core.version {
+            // Still ours: only the queue changed (a waiter queued since we
+            // last looked). Release again, over the queue as it is now.
+            core.queue = r.queue;
+            return Step::Again;
+        }
         if let Some(at) = self.mine.sent_at(&r.version) {
             // One of this release's attempts applied.
             Metrics::inc(&self.engine.metrics.ambiguous_resolved);
+            if r.granted_to.is_some() {
+                return Step::Done(Outcome::Granted(None));
+            }
             if self.waiter.is_some() && !r.released {
                 return Step::Done(Outcome::HandedOver(r, at));
             }
@@ -244,6 +271,17 @@ impl Releasing<'_> {
                 // If the waiter gave up meanwhile, the lease comes back and is
                 // dropped, which releases (or hands over) again.
                 engine.deliver(next, Some(w));
+            }
+            (Outcome::Granted(to), waiter) => {
+                Metrics::inc(&engine.metrics.releases);
+                Metrics::inc(&engine.metrics.grants);
+                tracing::debug!(to = ?to.as_ref().map(|e| &e.host), "granted to the first queued waiter");
+                if let Some(to) = &to {
+                    engine.send_wake(&self.lease.name, to);
+                }
+                // A local waiter goes back to the head of this process's
+                // queue, and its acquirer queues in the store.
+                engine.clear_holder(self.lease, waiter, &OwnWrites::default());
             }
             // Released, or the record vanished under a handover: a popped
             // waiter goes back to the head of the queue and polls.

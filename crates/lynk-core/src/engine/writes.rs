@@ -3,11 +3,19 @@
 //!
 //! | write | condition | token | lease, payload |
 //! |---|---|---|---|
-//! | [`acquire`](Engine::acquire_request) | `Vacant` (free) or `VersionIs(seen)` (takeover) | next | the waiter's |
+//! | [`acquire`](Engine::acquire_request) | `Vacant` (free), `VersionIs(seen)` (takeover, or a grant's confirmation), `QueueIs(seen)` (takeover that leaves the queue) | next | the waiter's |
 //! | [`heartbeat`](Engine::heartbeat_request) | `VersionIs(ours)` | kept | the holder's |
 //! | [`handover`](Engine::handover_request) | `VersionIs(ours)` | next | the next waiter's |
-//! | [`release`](Engine::release_request) | `VersionIs(ours)` | kept | zero, none; `released` |
+//! | [`grant`](Engine::grant_request) | `QueueIs(ours)` (a release), `QueueIs(seen)` (a stale lease or grant) | kept | the grant lease, none; `granted_to` |
+//! | [`release`](Engine::release_request) | `QueueIs(ours)` (`VersionIs` without a queue) | kept | zero, none; `released` |
 //! | release by delete (`ReleaseMode::Delete`) | version is ours | gone | gone |
+//! | [`enqueue`, leave](Engine::queue_request) | the record's version and queue revision | kept | kept (only the queue changes) |
+//!
+//! Writes that change the queue are conditioned on the queue revision they
+//! read (`QueueIs`), so no waiter's entry is lost; the others keep the stored
+//! queue. A grant removes its waiter from the queue; the waiter confirms it
+//! by an acquisition conditioned on the grant's version, timed from its own
+//! send, and until then nobody holds the lock.
 //!
 //! Every write carries a fresh random version, so a write whose response was
 //! lost is recognised later: a record carrying one of a client's own
@@ -19,8 +27,8 @@ use super::lease::LeaseCore;
 use super::slots::AcquireSpec;
 use super::Engine;
 use crate::{
-    BackendError, Condition, LockRecord, QueueUpdate, TokenUpdate, Version, WriteError,
-    WriteRequest,
+    BackendError, Condition, LockRecord, QueueEntry, QueueRequest, QueueUpdate, TokenUpdate,
+    Version, WaitQueue, WriteError, WriteRequest,
 };
 
 /// The most own writes remembered per list. Past it, writes from the middle
@@ -108,25 +116,71 @@ impl Engine {
         }
     }
 
-    /// A new acquisition for `spec`: of a free lock (`Vacant`) or a takeover
-    /// (`VersionIs` the version a waiter watched go stale).
+    /// A new acquisition for `spec`: of a free lock (`Vacant`), a takeover
+    /// (`VersionIs` or `QueueIs` the version a waiter watched go stale), or
+    /// the confirmation of a grant (`VersionIs` the grant's version). `queue`
+    /// is how the write sets the wait queue.
     pub(crate) fn acquire_request(
         &self,
         name: &str,
         condition: Condition,
+        queue: QueueUpdate,
         spec: &AcquireSpec,
     ) -> Outgoing {
         let token = TokenUpdate::Next {
             initial: self.initial_token(name),
         };
-        self.outgoing(
+        let mut out = self.outgoing(
             name,
             condition,
             token,
             spec.lease,
             spec.payload.clone(),
             false,
-        )
+        );
+        out.request.queue = queue;
+        out
+    }
+
+    /// A grant of the lock to the queued waiter `to`, by a releasing holder
+    /// (`QueueIs` its own version) or by a waiter that watched a lease or an
+    /// earlier grant go stale (`QueueIs` that version): nobody holds the lock
+    /// until `to` confirms, and `to` leaves the queue. Its lease is the grant
+    /// lease; its host is `to`'s, for people reading the table.
+    pub(crate) fn grant_request(
+        &self,
+        name: &str,
+        condition: Condition,
+        to: &QueueEntry,
+        queue: &WaitQueue,
+    ) -> Outgoing {
+        let mut out = self.outgoing(
+            name,
+            condition,
+            TokenUpdate::Keep,
+            self.config.grant_lease(),
+            None,
+            false,
+        );
+        out.request.host = to.host.clone();
+        out.request.granted_to = Some(to.id.clone());
+        out.request.queue = QueueUpdate::Set(queue.without(&to.id));
+        out
+    }
+
+    /// A change of the wait queue alone, over the record `seen`.
+    pub(crate) fn queue_request(&self, seen: &LockRecord, queue: WaitQueue) -> QueueRequest {
+        QueueRequest {
+            key: seen.key.clone(),
+            version: seen.version.clone(),
+            revision: seen.queue.revision.clone(),
+            queue,
+        }
+    }
+
+    /// Whether waiters queue in the store: the backend keeps a wait queue.
+    pub(crate) fn queues(&self) -> bool {
+        self.backend.capabilities().wait_queue
     }
 
     /// A heartbeat: the same record with a new version.
@@ -159,14 +213,29 @@ impl Engine {
         } else {
             Condition::VersionIs(ours.clone())
         };
-        self.acquire_request(name, condition, spec)
+        self.acquire_request(name, condition, QueueUpdate::Keep, spec)
     }
 
     /// A release that keeps the record, marked released, with the token. Its
     /// lease is zero, so the original Python client (which waits a record's
     /// lease before taking it) takes it at once too.
-    pub(crate) fn release_request(&self, name: &str, ours: &Version) -> Outgoing {
-        let condition = Condition::VersionIs(ours.clone());
+    ///
+    /// `queue` is the queue revision the holder last saw, when the store keeps
+    /// queues: the release then applies only if nobody queued since (else the
+    /// holder grants the lock to the first waiter instead).
+    pub(crate) fn release_request(
+        &self,
+        name: &str,
+        ours: &Version,
+        queue: Option<&WaitQueue>,
+    ) -> Outgoing {
+        let condition = match queue {
+            Some(q) => Condition::QueueIs {
+                version: ours.clone(),
+                revision: q.revision.clone(),
+            },
+            None => Condition::VersionIs(ours.clone()),
+        };
         self.outgoing(
             name,
             condition,

@@ -98,7 +98,9 @@ fn fencing(world: &World, h: &History, order: &[&Holding], report: &mut SimRepor
 
 /// 4. Liveness: once the lock is free or abandoned, a waiter on a healthy
 ///    host gets it within `(max lease × (1 + d) + 2.4 × poll) / slowest
-///    rate + lock_delay`.
+///    rate + lock_delay`, plus one grant lease × (1 + d) for each other host
+///    that was paused or down meanwhile: its entry in the wait queue may be
+///    granted the lock, and is skipped only when that grant goes stale.
 fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimReport) {
     let config = &world.config;
     let slowest = h.rates.iter().copied().fold(f64::INFINITY, f64::min);
@@ -109,6 +111,22 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
     let bound = (lease.mul_f64(1.0 + config.drift_allowance) + poll.mul_f64(2.4)).div_f64(slowest)
         + config.lock_delay
         + Duration::from_millis(50);
+    let skip = lynk_core::ClientConfig::default()
+        .grant_lease()
+        .mul_f64(1.0 + config.drift_allowance)
+        .div_f64(slowest);
+    // Hosts other than `host` that were unhealthy at some point in [from, to].
+    let stalled = |host: usize, from: Instant, to: Instant| {
+        let mut hosts: Vec<usize> = h
+            .unhealthy
+            .iter()
+            .filter(|&&(hh, a, b)| hh != host && a < to && b > from)
+            .map(|&(hh, _, _)| hh)
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.len() as u32
+    };
     // A waiter's host must have been healthy from a little before it had to
     // start watching (a call in flight when a pause ended) to its deadline.
     let settle = lynk_core::ClientConfig::default().call_timeout_for(lease);
@@ -126,9 +144,12 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
             .map_or(world.end, |x| x.acquired);
         // Waiters on healthy hosts that still waited a bound after the lock
         // was free (or after they began to wait, if later).
+        let bound_for = |w: &&super::world::Wait| {
+            bound + skip * stalled(w.host, w.since.max(freed), until)
+        };
         let mut checked = h.waits.iter().filter(|w| {
             let from = w.since.max(freed);
-            let due = from + bound;
+            let due = from + bound_for(w);
             w.since <= until
                 && w.until.is_none_or(|end| end >= due.min(until))
                 && healthy(w.host, from, due)
@@ -139,11 +160,11 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
         report.liveness_checks += 1;
         let late = std::iter::once(first)
             .chain(checked)
-            .find(|w| w.since.max(freed) + bound < until);
+            .find(|w| w.since.max(freed) + bound_for(w) < until);
         if let Some(w) = late {
             report.violations.push(format!(
                 "liveness: lock free at {:?} ({how} by host {by}), host {} waiting since {:?}, next acquisition at {:?} (bound {:?})",
-                world.at(freed), w.host, world.at(w.since), world.at(until), bound
+                world.at(freed), w.host, world.at(w.since), world.at(until), bound_for(&w)
             ));
         }
     }
