@@ -119,6 +119,12 @@ impl LockClientBuilder {
         self
     }
 
+    /// Listen for wake-up datagrams (off by default); see [`WakeUps`](crate::WakeUps).
+    pub fn wake_ups(mut self, wake: crate::WakeUps) -> Self {
+        self.config.wake_ups = Some(wake);
+        self
+    }
+
     /// How long a granted waiter has to confirm (default 5 s); see
     /// [`ClientConfig::grant_timeout`].
     pub fn grant_timeout(mut self, timeout: Duration) -> Self {

@@ -81,6 +81,10 @@ pub struct ClientConfig {
     /// skip it. It is the grant record's lease, at least three poll
     /// intervals (see [`grant_lease`](ClientConfig::grant_lease)).
     pub grant_timeout: Duration,
+    /// Wake-up datagrams (off by default): listen on an address advertised
+    /// in the store's wait queue, so a releasing holder can tell this client
+    /// to poll at once. See [`WakeUps`].
+    pub wake_ups: Option<WakeUps>,
     /// Extra time a lock stays unavailable after its holder vanished without
     /// releasing it (default zero). Clean releases are free at once.
     pub lock_delay: Duration,
@@ -110,6 +114,63 @@ pub struct ClientConfig {
     pub mutations: Mutations,
 }
 
+/// Where a client listens for wake-up datagrams, and the address it
+/// advertises in the store's wait queue.
+///
+/// A releasing holder that grants the lock to a queued waiter sends it one
+/// small UDP datagram naming the lock; the waiter then polls at once instead
+/// of at its next poll. A wake-up only makes a waiter read sooner: it never
+/// grants anything, so a lost, duplicated, late or forged one changes only
+/// timing, and the reads wake-ups trigger are rate-limited per lock (two at
+/// once, then one per poll interval), so a flood cannot multiply a waiter's
+/// requests.
+///
+/// The holders must be able to reach the advertised address: the same VPC
+/// or network, and a security group or firewall that lets UDP in on the
+/// port from the other clients. Without that, waiters work as before, by
+/// polling.
+///
+/// ```
+/// use lynk_core::WakeUps;
+/// let wake = WakeUps::new("10.0.3.7:7400".parse().unwrap()).scope("my-locks-table");
+/// assert_eq!(wake.scope, "my-locks-table");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WakeUps {
+    /// The address to bind (`0.0.0.0:7400`, or port 0 for any free port).
+    pub listen: std::net::SocketAddr,
+    /// The address other clients send to, if not `listen` (required when
+    /// `listen` is an unspecified address such as `0.0.0.0`; a port of 0
+    /// means the bound port).
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Names the lock namespace in datagrams (such as the table name), so
+    /// clients of different tables sharing a port ignore each other's.
+    pub scope: String,
+}
+
+impl WakeUps {
+    /// Listen on `listen` and advertise it; empty scope.
+    pub fn new(listen: std::net::SocketAddr) -> Self {
+        WakeUps {
+            listen,
+            advertise: None,
+            scope: String::new(),
+        }
+    }
+
+    /// Advertise `address` instead of the bound one.
+    pub fn advertise(mut self, address: std::net::SocketAddr) -> Self {
+        self.advertise = Some(address);
+        self
+    }
+
+    /// Sets the scope (for example the table name).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+}
+
 /// Deliberate protocol bugs that lynk's negative-control tests switch on to
 /// prove their checkers can fail. Every field defaults to `false`; nothing
 /// outside those tests should set one.
@@ -137,6 +198,7 @@ impl Default for ClientConfig {
             poll_interval: Duration::from_millis(1500),
             first_poll: Duration::from_millis(100),
             grant_timeout: Duration::from_secs(5),
+            wake_ups: None,
             lock_delay: Duration::ZERO,
             release_mode: ReleaseMode::KeepRecord,
             initial_backoff: Duration::from_millis(25),

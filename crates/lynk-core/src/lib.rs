@@ -61,7 +61,8 @@ pub use backend_error::{BackendError, BackendErrorKind};
 pub use client::{LockClient, LockClientBuilder};
 pub use clock::{Clock, Sleep, SystemClock};
 pub use config::{
-    ClientConfig, Mutations, ReleaseMode, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES, MIN_LEASE,
+    ClientConfig, Mutations, ReleaseMode, WakeUps, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES,
+    MIN_LEASE,
 };
 pub use engine::ShutdownReport;
 pub use error::{LockError, LostReason};

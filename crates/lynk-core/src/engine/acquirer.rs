@@ -333,9 +333,10 @@ impl Acquirer {
             // stale.
             tracing::debug!(lock = %self.name, "granted the lock; confirming");
             self.next = Next::Write(Attempt::mine(
-                Condition::VersionIs(r.version),
+                Condition::VersionIs(r.version.clone()),
                 QueueUpdate::Keep,
             ));
+            self.last = Some(r);
             return true;
         }
         if !self.waited {

@@ -21,6 +21,7 @@ mod release;
 mod shutdown;
 mod slots;
 mod token_floor;
+mod wake_listener;
 mod writes;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -40,6 +42,7 @@ pub use shutdown::ShutdownReport;
 pub(crate) use slots::{AcquireSpec, Grant};
 
 use crate::metrics::Metrics;
+use crate::wake::{WakeLimiter, WakeLimits, WakeListener, WakeSender};
 use crate::{ClientConfig, Clock, FencingToken, LockBackend, LockError, LockRecord, LostReason};
 use keeper::KeeperCommand;
 use slots::{AcquirerStart, Enqueued, Slots, Waiter};
@@ -64,6 +67,19 @@ pub(crate) struct Engine {
     /// The acquirer and release tasks, so a shutdown can wait for them.
     tasks: TaskTracker,
     token_floor: TokenFloor,
+    /// Sends wake-ups to queued waiters that listen.
+    wake_sender: WakeSender,
+    /// This client's own listener, if it listens: the address it advertises
+    /// and the scope of its datagrams.
+    wake_address: Option<String>,
+    /// Stops the wake-up listener when the engine goes.
+    wake_stop: CancellationToken,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.wake_stop.cancel();
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -93,8 +109,20 @@ impl Engine {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
+        let listener = match &config.wake_ups {
+            Some(w) => Some(
+                WakeListener::bind(w.listen, w.advertise)
+                    .map_err(|e| LockError::invalid("wake-ups", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let limiter = WakeLimiter::new(clock.clone(), WakeLimits::per_poll(config.poll_interval))
+            .map_err(|e| LockError::invalid("wake-ups", e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Arc::new(Engine {
+            wake_sender: WakeSender::new(),
+            wake_address: listener.as_ref().map(|l| l.advertise().to_string()),
+            wake_stop: CancellationToken::new(),
             backend,
             clock,
             config,
@@ -111,6 +139,12 @@ impl Engine {
         });
         let span = tracing::debug_span!("lynk.keeper");
         runtime.spawn(keeper::run(Arc::downgrade(&engine), rx).instrument(span));
+        if let Some(listener) = listener {
+            let span = tracing::debug_span!("lynk.wake_listener", address = %listener.local_addr());
+            let stop = engine.wake_stop.clone();
+            let task = wake_listener::listen(Arc::downgrade(&engine), listener, limiter, stop);
+            runtime.spawn(task.instrument(span));
+        }
         Ok(engine)
     }
 
@@ -227,13 +261,36 @@ impl Engine {
 
     /// The address this client advertises for wake-ups, if it listens.
     pub(crate) fn wake_address(&self) -> Option<String> {
-        None
+        self.wake_address.clone()
     }
 
     /// Sends a wake-up to the queued waiter `to` of `name`, if it listens;
-    /// fire and forget (a wake-up only makes a waiter poll sooner).
+    /// fire and forget (a wake-up only makes a waiter poll sooner). The
+    /// datagram carries this client's scope: clients of one table share it.
     pub(crate) fn send_wake(&self, name: &str, to: &crate::QueueEntry) {
-        let _ = (name, to);
+        let Some(address) = &to.wake else {
+            return;
+        };
+        let scope = self
+            .config
+            .wake_ups
+            .as_ref()
+            .map_or("", |w| w.scope.as_str());
+        if let Err(e) = self.wake_sender.send(address, scope, name) {
+            tracing::debug!(lock = %name, to = %address, error = %e, "wake-up not sent");
+        }
+    }
+
+    /// A wake-up for `name` arrived (scope already checked): if this client
+    /// waits for that lock and the limiter allows, its acquirer polls now.
+    pub(crate) fn on_wake(&self, name: &str, limiter: &WakeLimiter) {
+        let Some(signal) = self.slots.wake_signal(name) else {
+            return; // not waiting for it: forged, late or for another client
+        };
+        if limiter.allow(name) {
+            crate::metrics::Metrics::inc(&self.metrics.wakeups);
+            signal.notify_one();
+        }
     }
 
     /// Writes the release marker over `name`'s record if it still carries
