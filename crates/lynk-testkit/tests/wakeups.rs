@@ -3,9 +3,9 @@
 //! other locks or from a flood change nothing but (rate-limited) timing.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lynk_core::{encode_wake, LockClient, WakeUps};
+use lynk_core::{encode_wake, Clock, LockClient, SystemClock, WakeUps};
 use lynk_testkit::MemoryBackend;
 
 const SCOPE: &str = "locks-table";
@@ -39,7 +39,7 @@ async fn queued(backend: &MemoryBackend, name: &str, n: usize) -> Vec<lynk_core:
                 return r.queue.entries;
             }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        SystemClock.sleep(Duration::from_millis(10)).await;
     }
     panic!(
         "the queue of {name} never had {n} entries: {:?}",
@@ -57,7 +57,7 @@ async fn a_release_wakes_the_granted_waiter_instead_of_its_next_poll() {
         let lock = w.create_lock("job");
         async move {
             let g = lock.acquire().await.unwrap();
-            (Instant::now(), g)
+            (SystemClock.now(), g)
         }
     });
     let entries = queued(&backend, "job", 1).await;
@@ -70,9 +70,9 @@ async fn a_release_wakes_the_granted_waiter_instead_of_its_next_poll() {
     );
     // Let the waiter's poll gaps grow (0.1, 0.2, 0.4, 0.8, 1.6 s, ...): its
     // next poll is now at least a second away.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    SystemClock.sleep(Duration::from_millis(1600)).await;
     let polls_before = w.metrics().polls;
-    let released = Instant::now();
+    let released = SystemClock.now();
     guard.release().await.unwrap();
     let (acquired, g) = waiting.await.unwrap();
     let latency = acquired - released;
@@ -103,9 +103,9 @@ async fn forged_and_foreign_wakeups_only_cost_rate_limited_polls() {
     });
     let entries = queued(&backend, "job", 1).await;
     let to = entries[0].wake.clone().expect("advertised");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    SystemClock.sleep(Duration::from_millis(300)).await;
     let polls_before = w.metrics().polls;
-    let started = Instant::now();
+    let started = SystemClock.now();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Other scopes, other locks, garbage: ignored.
     for _ in 0..100 {
@@ -127,9 +127,9 @@ async fn forged_and_foreign_wakeups_only_cost_rate_limited_polls() {
             .send_to(encode_wake(SCOPE, "job").unwrap().as_bytes(), &to)
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    SystemClock.sleep(Duration::from_millis(500)).await;
     let m = w.metrics();
-    let elapsed = started.elapsed();
+    let elapsed = SystemClock.now() - started;
     assert!(m.wakeups >= 1, "the flood reached the waiter: {m:?}");
     assert!(
         m.wakeups <= 2,
