@@ -10,12 +10,14 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, SystemClock,
-    Version, WriteError, WriteRequest,
+    BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, QueueRequest,
+    SystemClock, Version, WriteError, WriteRequest,
 };
 
 use crate::classify::{backend_error, write_error, Attempts, Effect};
-use crate::item::{delete_condition, key_of, record_from_item, write_expressions};
+use crate::item::{
+    delete_condition, key_of, queue_expressions, record_from_item, write_expressions, Expressions,
+};
 use crate::{AwsOptions, Error};
 
 /// How long a record stays in the table after its last write before
@@ -32,8 +34,10 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 ///
 /// The item keeps the original Python lynk's attributes (`lockKey`,
 /// `leaseDuration`, `versionNumber`, `hostIdentifier`), so both clients can
-/// share a table, and adds `fencingToken`, `payload`, `released` and the TTL
-/// attribute `expiresAt` (see the [`item`](crate::item) module).
+/// share a table, and adds `fencingToken`, `payload`, `released`, the TTL
+/// attribute `expiresAt` and the wait queue (`waitQueue`, `queueRevision`,
+/// `grantedTo`; see the [`item`](crate::item) module). A queue write
+/// ([`LockBackend::write_queue`]) is one `UpdateItem` too.
 ///
 /// Cloning is cheap and shares the SDK client.
 ///
@@ -174,7 +178,8 @@ impl DynamoBackendBuilder {
                 retention: self.retention,
                 capabilities: Capabilities::minimal()
                     .with_returns_current_on_conflict(self.returns_current_on_conflict)
-                    .with_transactions(self.transactions),
+                    .with_transactions(self.transactions)
+                    .with_wait_queue(true),
             }),
         }
     }
@@ -247,6 +252,63 @@ impl DynamoBackend {
         record_from_item(item).map_err(|e| self.malformed(e))
     }
 
+    /// Sends one conditional `UpdateItem` of `key` with `expr`, returning the
+    /// record it stored (`ALL_NEW`), or the stored record a failed condition
+    /// returned (`ALL_OLD`, where the server returns it). `own` recognises a
+    /// stored record that this very request wrote (an earlier attempt that
+    /// applied, its response lost, then retried by the SDK): that is a success.
+    async fn update(
+        &self,
+        key: &str,
+        expr: Expressions,
+        own: impl Fn(&LockRecord) -> bool,
+    ) -> Result<LockRecord, WriteError> {
+        let attempts = Attempts::default();
+        let result = self
+            .inner
+            .client
+            .update_item()
+            .table_name(&self.inner.table)
+            .set_key(Some(key_of(key)))
+            .set_update_expression(expr.update)
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(expr.placeholders.names())
+            .set_expression_attribute_values(expr.placeholders.values())
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes() {
+                Some(item) => Ok(self.record(item)?),
+                None => Err(BackendError::new(
+                    BackendErrorKind::OutcomeUnknown,
+                    format!(
+                        "UpdateItem on table `{}` succeeded but returned no item; the server ignores ReturnValues=ALL_NEW",
+                        self.inner.table
+                    ),
+                )
+                .into()),
+            },
+            Err(e) => match e.as_service_error() {
+                // The write did not apply; a malformed stored item is reported
+                // (as `read` does) rather than hidden behind the failed condition.
+                // No item back means "not returned" (dynalite never returns
+                // it; DynamoDB returns none when the record is absent): the
+                // engine reads the record then.
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    match self.stored(c.item())? {
+                        Some(current) if own(&current) => Ok(current),
+                        current => Err(WriteError::ConditionFailed { current }),
+                    }
+                }
+                _ => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
+            },
+        }
+    }
+
     /// The stored record a failed condition returned, if any.
     fn stored(
         &self,
@@ -280,50 +342,23 @@ impl LockBackend for DynamoBackend {
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
         let expr = write_expressions(&request, self.expires_at(request.lease_duration));
-        let attempts = Attempts::default();
-        let result = self
-            .inner
-            .client
-            .update_item()
-            .table_name(&self.inner.table)
-            .set_key(Some(key_of(&request.key)))
-            .set_update_expression(expr.update)
-            .condition_expression(expr.condition)
-            .set_expression_attribute_names(expr.placeholders.names())
-            .set_expression_attribute_values(expr.placeholders.values())
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes() {
-                Some(item) => Ok(self.record(item)?),
-                None => Err(BackendError::new(
-                    BackendErrorKind::OutcomeUnknown,
-                    format!(
-                        "UpdateItem on table `{}` succeeded but returned no item; the server ignores ReturnValues=ALL_NEW",
-                        self.inner.table
-                    ),
-                )
-                .into()),
-            },
-            Err(e) => match e.as_service_error() {
-                // The write did not apply; a malformed stored item is reported
-                // (as `read` does) rather than hidden behind the failed condition.
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    match self.stored(c.item())? {
-                        // The SDK may have retried a write whose first attempt
-                        // applied: a stored record carrying this request's fresh
-                        // version can only have been written by this request.
-                        Some(current) if current.version == request.version => Ok(current),
-                        current => Err(WriteError::ConditionFailed { current }),
-                    }
-                }
-                _ => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
-            },
-        }
+        // The SDK may have retried a write whose first attempt applied: a
+        // stored record carrying this request's fresh version can only have
+        // been written by this request.
+        self.update(&request.key, expr, |current| {
+            current.version == request.version
+        })
+        .await
+    }
+
+    async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
+        let expr = queue_expressions(&request);
+        // As in `write`, by the queue's fresh revision: only this request
+        // stores it (a queue without a revision is never recognised).
+        self.update(&request.key, expr, |current| {
+            request.queue.revision.is_some() && current.queue.revision == request.queue.revision
+        })
+        .await
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {

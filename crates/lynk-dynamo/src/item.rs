@@ -14,6 +14,9 @@
 //! | `payload`        | B    | the holder's payload, if any                         |
 //! | `released`       | BOOL | present (and `true`) only on released records        |
 //! | `expiresAt`      | N    | epoch seconds after which DynamoDB's TTL may delete  |
+//! | `waitQueue`      | L    | waiters of other processes, in order: each an M of `id` S, `host` S, optional `wake` S; absent when empty |
+//! | `queueRevision`  | S    | a fresh UUID on every write of the queue             |
+//! | `grantedTo`      | S    | the queue entry id a release handed the lock to      |
 //!
 //! This module is the whole mapping: the attribute names, reading an item
 //! into a [`LockRecord`], and every update and condition expression lynk
@@ -25,7 +28,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use lynk_core::{Condition, FencingToken, LockRecord, TokenUpdate, Version, WriteRequest};
+use lynk_core::{
+    Condition, FencingToken, LockRecord, QueueEntry, QueueRequest, QueueUpdate, TokenUpdate,
+    Version, WaitQueue, WriteRequest,
+};
 
 use crate::expression::Placeholders;
 
@@ -45,6 +51,18 @@ pub const PAYLOAD: &str = "payload";
 pub const RELEASED: &str = "released";
 /// The TTL attribute (N, epoch seconds).
 pub const EXPIRES_AT: &str = "expiresAt";
+/// The wait queue (L of M; absent when empty).
+pub const WAIT_QUEUE: &str = "waitQueue";
+/// The wait queue's revision (S).
+pub const QUEUE_REVISION: &str = "queueRevision";
+/// The queue entry id a releasing holder granted the lock to (S).
+pub const GRANTED_TO: &str = "grantedTo";
+/// In a `waitQueue` entry: the entry id (S).
+const ENTRY_ID: &str = "id";
+/// In a `waitQueue` entry: the waiter's host identifier (S).
+const ENTRY_HOST: &str = "host";
+/// In a `waitQueue` entry: the waiter's wake-up address (S, optional).
+const ENTRY_WAKE: &str = "wake";
 
 /// Why a stored item is not a readable lock record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +210,28 @@ pub(crate) fn record_from_item(
         None => None,
     };
     let released = matches!(item.get(RELEASED), Some(AttributeValue::Bool(true)));
+    let entries = match item.get(WAIT_QUEUE) {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                queue_entry(entry).map_err(|why| bad(format!("`{WAIT_QUEUE}` entry {i} {why}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(bad(format!("`{WAIT_QUEUE}` is not a list (L)"))),
+        None => Vec::new(),
+    };
+    let revision = match item.get(QUEUE_REVISION) {
+        Some(AttributeValue::S(s)) if !s.is_empty() => Some(Version::from_string(s.clone())),
+        Some(AttributeValue::S(_)) => return Err(bad(format!("`{QUEUE_REVISION}` is empty"))),
+        Some(_) => return Err(bad(format!("`{QUEUE_REVISION}` is not a string (S)"))),
+        None => None,
+    };
+    let granted_to = match item.get(GRANTED_TO) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(_) => return Err(bad(format!("`{GRANTED_TO}` is not a string (S)"))),
+        None => None,
+    };
     Ok(LockRecord {
         key,
         version,
@@ -200,9 +240,45 @@ pub(crate) fn record_from_item(
         fencing_token,
         payload,
         released,
-        queue: Default::default(),
-        granted_to: None,
+        queue: WaitQueue { revision, entries },
+        granted_to,
     })
+}
+
+/// Reads one `waitQueue` entry; the error completes "`waitQueue` entry N ...".
+fn queue_entry(value: &AttributeValue) -> Result<QueueEntry, String> {
+    let AttributeValue::M(m) = value else {
+        return Err("is not a map (M)".to_owned());
+    };
+    let string = |name: &str| match m.get(name) {
+        Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("has `{name}` that is not a string (S)")),
+        None => Ok(None),
+    };
+    Ok(QueueEntry {
+        id: string(ENTRY_ID)?.ok_or_else(|| format!("has no `{ENTRY_ID}`"))?,
+        host: string(ENTRY_HOST)?.ok_or_else(|| format!("has no `{ENTRY_HOST}`"))?,
+        wake: string(ENTRY_WAKE)?,
+    })
+}
+
+/// The `waitQueue` value of `entries` (a list of maps, in order).
+fn queue_value(entries: &[QueueEntry]) -> AttributeValue {
+    AttributeValue::L(
+        entries
+            .iter()
+            .map(|e| {
+                let mut m = HashMap::from([
+                    (ENTRY_ID.to_owned(), AttributeValue::S(e.id.clone())),
+                    (ENTRY_HOST.to_owned(), AttributeValue::S(e.host.clone())),
+                ]);
+                if let Some(wake) = &e.wake {
+                    m.insert(ENTRY_WAKE.to_owned(), AttributeValue::S(wake.clone()));
+                }
+                AttributeValue::M(m)
+            })
+            .collect(),
+    )
 }
 
 /// The epoch seconds stored in `expiresAt`, if the item has one.
@@ -246,11 +322,7 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
             assign(&mut p, RELEASED, "true", AttributeValue::Bool(true))
         ),
         Condition::VersionIs(v) => version_is(&mut p, v),
-        Condition::QueueIs { version, .. } => {
-            // TODO(issue 12): the queue revision (lynk-dynamo does not store
-            // queues yet: Capabilities::wait_queue is false).
-            version_is(&mut p, version)
-        }
+        Condition::QueueIs { version, revision } => queue_is(&mut p, version, revision.as_ref()),
     };
     let version = AttributeValue::S(request.version.as_str().to_owned());
     let lease = AttributeValue::N(format_lease(request.lease_duration));
@@ -295,16 +367,92 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
     } else {
         remove.push(p.name(RELEASED));
     }
-    let mut update = format!("SET {}", set.join(", "));
-    if !remove.is_empty() {
-        update.push_str(" REMOVE ");
-        update.push_str(&remove.join(", "));
+    match &request.queue {
+        QueueUpdate::Keep => {}
+        QueueUpdate::Set(queue) => set_queue(&mut p, queue, &mut set, &mut remove),
+    }
+    match &request.granted_to {
+        Some(id) => set.push(assign(
+            &mut p,
+            GRANTED_TO,
+            "grantedTo",
+            AttributeValue::S(id.clone()),
+        )),
+        None => remove.push(p.name(GRANTED_TO)),
     }
     Expressions {
-        update: Some(update),
+        update: Some(update_text(&set, &remove)),
         condition,
         placeholders: p,
     }
+}
+
+/// `SET a, b REMOVE c, d`, leaving out an empty clause.
+fn update_text(set: &[String], remove: &[String]) -> String {
+    let mut clauses = Vec::new();
+    if !set.is_empty() {
+        clauses.push(format!("SET {}", set.join(", ")));
+    }
+    if !remove.is_empty() {
+        clauses.push(format!("REMOVE {}", remove.join(", ")));
+    }
+    clauses.join(" ")
+}
+
+/// Stores `queue`: `waitQueue` (removed when empty, which reads back as an
+/// empty queue) and `queueRevision` (removed when `None`).
+fn set_queue(
+    p: &mut Placeholders,
+    queue: &WaitQueue,
+    set: &mut Vec<String>,
+    remove: &mut Vec<String>,
+) {
+    if queue.entries.is_empty() {
+        remove.push(p.name(WAIT_QUEUE));
+    } else {
+        set.push(assign(p, WAIT_QUEUE, "queue", queue_value(&queue.entries)));
+    }
+    match &queue.revision {
+        Some(r) => set.push(assign(
+            p,
+            QUEUE_REVISION,
+            "revision",
+            AttributeValue::S(r.as_str().to_owned()),
+        )),
+        None => remove.push(p.name(QUEUE_REVISION)),
+    }
+}
+
+/// The `UpdateItem` expressions of a queue write: the condition that the
+/// record is at `request.version` with queue revision `request.revision`,
+/// and an update of `waitQueue` and `queueRevision` alone (nothing else,
+/// not even the TTL attribute, changes).
+pub(crate) fn queue_expressions(request: &QueueRequest) -> Expressions {
+    let mut p = Placeholders::default();
+    let condition = queue_is(&mut p, &request.version, request.revision.as_ref());
+    let (mut set, mut remove) = (Vec::new(), Vec::new());
+    set_queue(&mut p, &request.queue, &mut set, &mut remove);
+    Expressions {
+        update: Some(update_text(&set, &remove)),
+        condition,
+        placeholders: p,
+    }
+}
+
+/// `versionNumber = :expected AND queueRevision = :expectedRevision`, or
+/// `... AND attribute_not_exists(queueRevision)` when `revision` is `None`.
+fn queue_is(p: &mut Placeholders, version: &Version, revision: Option<&Version>) -> String {
+    let version = version_is(p, version);
+    let revision = match revision {
+        Some(r) => assign(
+            p,
+            QUEUE_REVISION,
+            "expectedRevision",
+            AttributeValue::S(r.as_str().to_owned()),
+        ),
+        None => format!("attribute_not_exists({})", p.name(QUEUE_REVISION)),
+    };
+    format!("{version} AND {revision}")
 }
 
 /// `versionNumber = :expected`.
@@ -374,6 +522,222 @@ mod tests {
         assert!(!r.released);
         assert_eq!(r.fencing_token, None);
         assert_eq!(r.payload, None);
+        assert_eq!(r.queue, WaitQueue::default(), "no queue, no revision");
+        assert_eq!(r.granted_to, None);
+    }
+
+    fn python_item() -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (LOCK_KEY.to_owned(), AttributeValue::S("L".into())),
+            (LEASE_DURATION.to_owned(), AttributeValue::N("20".into())),
+            (VERSION_NUMBER.to_owned(), AttributeValue::S("v1".into())),
+        ])
+    }
+
+    fn entry(id: &str, wake: Option<&str>) -> QueueEntry {
+        QueueEntry {
+            id: id.into(),
+            host: format!("host-{id}"),
+            wake: wake.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn queue_and_grant_read_back() {
+        let entries = vec![entry("a", Some("10.0.0.1:7000")), entry("b", None)];
+        let mut item = python_item();
+        item.insert(WAIT_QUEUE.into(), queue_value(&entries));
+        item.insert(QUEUE_REVISION.into(), AttributeValue::S("r1".into()));
+        item.insert(GRANTED_TO.into(), AttributeValue::S("a".into()));
+        let r = record_from_item(&item).unwrap();
+        assert_eq!(r.queue.entries, entries);
+        assert_eq!(r.queue.revision, Some(Version::from_string("r1")));
+        assert_eq!(r.granted_to.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn malformed_queue_attributes_are_named() {
+        let cases = [
+            (
+                WAIT_QUEUE,
+                AttributeValue::S("x".into()),
+                "`waitQueue` is not a list",
+            ),
+            (
+                WAIT_QUEUE,
+                AttributeValue::L(vec![AttributeValue::S("x".into())]),
+                "`waitQueue` entry 0 is not a map",
+            ),
+            (
+                WAIT_QUEUE,
+                AttributeValue::L(vec![AttributeValue::M(HashMap::from([(
+                    ENTRY_HOST.to_owned(),
+                    AttributeValue::S("h".into()),
+                )]))]),
+                "`waitQueue` entry 0 has no `id`",
+            ),
+            (
+                QUEUE_REVISION,
+                AttributeValue::N("1".into()),
+                "`queueRevision` is not a string",
+            ),
+            (
+                QUEUE_REVISION,
+                AttributeValue::S(String::new()),
+                "`queueRevision` is empty",
+            ),
+            (
+                GRANTED_TO,
+                AttributeValue::Bool(true),
+                "`grantedTo` is not a string",
+            ),
+        ];
+        for (attr, value, expected) in cases {
+            let mut item = python_item();
+            item.insert(attr.to_owned(), value.clone());
+            let e = record_from_item(&item).unwrap_err().to_string();
+            assert!(e.contains(attr), "{attr}={value:?}: {e}");
+            assert!(e.contains(expected), "{attr}={value:?}: {e}");
+        }
+        let mut item = python_item();
+        let mut list = match queue_value(&[entry("a", None), entry("b", Some("x"))]) {
+            AttributeValue::L(l) => l,
+            _ => unreachable!(),
+        };
+        if let AttributeValue::M(m) = &mut list[1] {
+            m.insert(ENTRY_WAKE.to_owned(), AttributeValue::N("1".into()));
+        }
+        item.insert(WAIT_QUEUE.into(), AttributeValue::L(list));
+        let e = record_from_item(&item).unwrap_err().to_string();
+        assert!(
+            e.contains("`waitQueue` entry 1 has `wake` that is not a string"),
+            "{e}"
+        );
+    }
+
+    /// Every `#name` and `:value` a request defines is used by one of its
+    /// expressions (dynalite and DynamoDB reject unused ones), and every one
+    /// used is defined.
+    fn placeholders_match(expr: &Expressions) {
+        let text = format!(
+            "{} {}",
+            expr.update.as_deref().unwrap_or(""),
+            expr.condition
+        );
+        let names = expr.placeholders.names().unwrap_or_default();
+        let values = expr.placeholders.values().unwrap_or_default();
+        for defined in names.keys().chain(values.keys()) {
+            let used = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':'))
+                .any(|w| w == defined);
+            assert!(used, "{defined} is defined but unused in {text:?}");
+        }
+        for word in text.split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':')) {
+            if word.starts_with('#') {
+                assert!(names.contains_key(word), "{word} used but undefined");
+            } else if word.starts_with(':') {
+                assert!(values.contains_key(word), "{word} used but undefined");
+            }
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_used() {
+        let v = Version::from_string("v");
+        let queues = [
+            QueueUpdate::Keep,
+            QueueUpdate::Set(WaitQueue::default()),
+            QueueUpdate::Set(WaitQueue::default().with(entry("a", None))),
+            QueueUpdate::Set(WaitQueue {
+                revision: None,
+                entries: vec![entry("a", Some("w"))],
+            }),
+            QueueUpdate::Set(WaitQueue {
+                revision: Some(Version::random()),
+                entries: vec![],
+            }),
+        ];
+        let conditions = [
+            Condition::Absent,
+            Condition::Vacant,
+            Condition::VersionIs(v.clone()),
+            Condition::QueueIs {
+                version: v.clone(),
+                revision: None,
+            },
+            Condition::QueueIs {
+                version: v.clone(),
+                revision: Some(Version::random()),
+            },
+        ];
+        for condition in &conditions {
+            for queue in &queues {
+                for granted_to in [None, Some("a".to_owned())] {
+                    for released in [false, true] {
+                        let request = WriteRequest {
+                            key: "L".into(),
+                            condition: condition.clone(),
+                            version: Version::random(),
+                            lease_duration: Duration::from_secs(20),
+                            host: "h".into(),
+                            token: TokenUpdate::Next { initial: 7 },
+                            payload: None,
+                            released,
+                            queue: queue.clone(),
+                            granted_to: granted_to.clone(),
+                        };
+                        placeholders_match(&write_expressions(&request, 1));
+                    }
+                }
+            }
+            for queue in &queues {
+                let QueueUpdate::Set(queue) = queue else {
+                    continue;
+                };
+                for revision in [None, Some(Version::random())] {
+                    let request = QueueRequest {
+                        key: "L".into(),
+                        version: v.clone(),
+                        revision,
+                        queue: queue.clone(),
+                    };
+                    placeholders_match(&queue_expressions(&request));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn queue_expressions_touch_only_the_queue() {
+        let request = QueueRequest {
+            key: "L".into(),
+            version: Version::from_string("v"),
+            revision: None,
+            queue: WaitQueue::default().with(entry("a", None)),
+        };
+        let expr = queue_expressions(&request);
+        assert_eq!(
+            expr.condition,
+            "#versionNumber = :expected AND attribute_not_exists(#queueRevision)"
+        );
+        assert_eq!(
+            expr.update.as_deref(),
+            Some("SET #waitQueue = :queue, #queueRevision = :revision")
+        );
+        let request = QueueRequest {
+            revision: Some(Version::from_string("r")),
+            queue: WaitQueue::default(),
+            ..request
+        };
+        let expr = queue_expressions(&request);
+        assert_eq!(
+            expr.condition,
+            "#versionNumber = :expected AND #queueRevision = :expectedRevision"
+        );
+        assert_eq!(
+            expr.update.as_deref(),
+            Some("REMOVE #waitQueue, #queueRevision")
+        );
     }
 
     #[test]
