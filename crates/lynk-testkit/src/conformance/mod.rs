@@ -37,6 +37,7 @@ mod conditions;
 mod ctx;
 mod fencing;
 mod fields;
+mod queue;
 mod report;
 
 use concurrency::{concurrent_cas_has_one_winner, race_counter_is_exact};
@@ -47,6 +48,13 @@ use conditions::{
 use ctx::Ctx;
 use fencing::fencing_tokens_strictly_increase;
 use fields::{fields_round_trip, long_and_unicode_keys, read_missing_is_none, token_arithmetic};
+use queue::{
+    concurrent_queue_writes_have_one_winner, granted_to_round_trips,
+    protocol_write_keeps_or_sets_the_queue, queue_entries_round_trip, queue_is_condition,
+    write_queue_applies_on_version_and_revision, write_queue_changes_only_the_queue,
+    write_queue_fails_on_absent_record, write_queue_fails_on_wrong_revision,
+    write_queue_fails_on_wrong_version,
+};
 pub use report::Report;
 
 type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -66,6 +74,10 @@ fn always(_: &Capabilities) -> Option<&'static str> {
 fn needs_current(c: &Capabilities) -> Option<&'static str> {
     (!c.returns_current_on_conflict)
         .then_some("backend does not return the current record on a failed condition")
+}
+
+fn needs_queue(c: &Capabilities) -> Option<&'static str> {
+    (!c.wait_queue).then_some("backend keeps no wait queue (Capabilities::wait_queue is false)")
 }
 
 macro_rules! case {
@@ -100,6 +112,16 @@ fn cases() -> Vec<Case> {
         case!(concurrent_cas_has_one_winner),
         case!(race_counter_is_exact),
         case!(fencing_tokens_strictly_increase),
+        case!(write_queue_applies_on_version_and_revision, needs_queue),
+        case!(write_queue_fails_on_wrong_version, needs_queue),
+        case!(write_queue_fails_on_wrong_revision, needs_queue),
+        case!(write_queue_fails_on_absent_record, needs_queue),
+        case!(write_queue_changes_only_the_queue, needs_queue),
+        case!(queue_entries_round_trip, needs_queue),
+        case!(protocol_write_keeps_or_sets_the_queue, needs_queue),
+        case!(queue_is_condition, needs_queue),
+        case!(granted_to_round_trips, needs_queue),
+        case!(concurrent_queue_writes_have_one_winner, needs_queue),
     ]
 }
 
