@@ -284,3 +284,59 @@ async fn python_takes_over_expired_rust_lock() {
     client.shutdown().await;
     admin.delete_table(&table, false, true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_takeover_drops_the_queue_and_grant() {
+    let Some((py, pylynk, endpoint)) = python_env("python_takeover_drops_the_queue_and_grant")
+    else {
+        return;
+    };
+    let table = common::unique_table("py-queue");
+    let admin = common::create_table(&endpoint, &table).await;
+    let backend = common::backend(Server::Moto, &endpoint, &table).await;
+
+    // A released record (lease 0, so Python takes it at once) with a queue
+    // and a grant, as a Rust release handing over to a waiter leaves it.
+    let queue = lynk_core::WaitQueue::default().with(lynk_core::QueueEntry {
+        id: "waiter".into(),
+        host: "rust-waiter".into(),
+        wake: Some("127.0.0.1:9".into()),
+    });
+    let granted = backend
+        .write(WriteRequest {
+            key: "queued".into(),
+            condition: Condition::Absent,
+            version: Version::random(),
+            lease_duration: Duration::ZERO,
+            host: "rust".into(),
+            token: TokenUpdate::Next {
+                initial: SystemClock.wall_micros(),
+            },
+            payload: None,
+            released: true,
+            queue: lynk_core::QueueUpdate::Set(queue.clone()),
+            granted_to: Some("granted".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(granted.queue, queue);
+
+    // Python's PutItem rewrites the whole item: no queue, no grant.
+    let mut child = python(&py, &pylynk, &endpoint)
+        .args(["hold", &table, "queued", "60", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::select! {
+        line = lines.next_line() => line.unwrap().unwrap_or_default(),
+        _ = SystemClock.sleep(Duration::from_secs(60)) => panic!("Python did not acquire"),
+    };
+    assert!(line.starts_with("acquired"), "{line}");
+    child.kill().await.unwrap();
+    let record = backend.read("queued").await.unwrap().unwrap();
+    assert_eq!(record.host, "python");
+    assert_eq!(record.queue, lynk_core::WaitQueue::default());
+    assert_eq!(record.granted_to, None);
+    admin.delete_table(&table, false, true).await.unwrap();
+}
