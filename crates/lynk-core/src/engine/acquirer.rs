@@ -9,11 +9,13 @@
 //!
 //! Where the store keeps a wait queue, the acquirer also stands in it for this
 //! process: its first poll appends its entry (a queue write, which answers
-//! with the record like a read), a grant to its entry is confirmed at once by
-//! an acquisition conditioned on the grant's version, and a stale lease or
-//! grant is granted to the first queued waiter rather than taken, unless
-//! that waiter is this one (or nobody is queued). When its last local waiter
-//! leaves, it takes its entry out (or passes a grant it was given on).
+//! with the record like a read), and a grant to its entry is confirmed at once
+//! by an acquisition conditioned on the grant's version. A stale lease or
+//! grant (its holder or grantee vanished) is taken by the first waiter to see
+//! it go stale, whatever its place in the queue: handing it to the first
+//! waiter instead would cost that waiter's next poll, and the queue's order
+//! is for releases, not for recovery. When its last local waiter leaves, the
+//! acquirer takes its entry out (or passes a grant it was given on).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,14 +51,11 @@ enum Next {
     Enqueue,
 }
 
-/// A write that may end the wait.
+/// An acquisition write.
 #[derive(Clone, Debug)]
 struct Attempt {
     condition: Condition,
     queue: QueueUpdate,
-    /// `Some`: not an acquisition for us but a grant of a stale lease (or
-    /// grant) to the first queued waiter.
-    grant_to: Option<QueueEntry>,
 }
 
 impl Attempt {
@@ -65,11 +64,7 @@ impl Attempt {
     }
 
     fn mine(condition: Condition, queue: QueueUpdate) -> Self {
-        Attempt {
-            condition,
-            queue,
-            grant_to: None,
-        }
+        Attempt { condition, queue }
     }
 }
 
@@ -232,29 +227,9 @@ impl Acquirer {
         }
     }
 
-    /// Sends an acquisition write for `spec`, or a grant to the first queued
-    /// waiter.
+    /// Sends an acquisition write for `spec`.
     async fn write(&mut self, attempt: Attempt, spec: &AcquireSpec, by: Instant) -> Written {
         let engine = &self.engine;
-        if let Some(to) = &attempt.grant_to {
-            let out = engine.grant_request(
-                &self.name,
-                attempt.condition.clone(),
-                to,
-                &self.queue_seen(),
-            );
-            Metrics::inc(&engine.metrics.acquire_attempts);
-            let current = match engine.write_by(out.request, by).await {
-                Ok(record) => {
-                    Metrics::inc(&engine.metrics.grants);
-                    tracing::info!(lock = %self.name, to = %to.host, "granted a stale lock to the first queued waiter");
-                    engine.send_wake(&self.name, to);
-                    Ok(Some(record))
-                }
-                Err(e) => engine.after_conflict(e, &self.name, by).await,
-            };
-            return Written::Current(current);
-        }
         let takeover = self
             .observed
             .as_ref()
@@ -400,14 +375,6 @@ impl Acquirer {
         }
     }
 
-    /// The queue of the last record seen.
-    fn queue_seen(&self) -> crate::WaitQueue {
-        self.last
-            .as_ref()
-            .map(|r| r.queue.clone())
-            .unwrap_or_default()
-    }
-
     /// A store error retrying may fix: back off, then retry.
     async fn on_store_error(&mut self, e: BackendError) {
         let engine = self.engine.clone();
@@ -426,9 +393,8 @@ impl Acquirer {
         };
     }
 
-    /// A takeover of the observed version once it is due (or a grant of it
-    /// to the first queued waiter), else a queue write if this process is
-    /// not queued yet, else a read.
+    /// A takeover of the observed version once it is due, else a queue write
+    /// if this process is not queued yet, else a read.
     fn retry_or_read(&self) -> Next {
         match &self.observed {
             Some(o) if o.takeover_due(&self.engine) => Next::Write(self.takeover(&o.version)),
@@ -439,24 +405,19 @@ impl Acquirer {
         }
     }
 
-    /// The write that ends a stale lease (or grant) of `version`: without a
-    /// queue, a takeover; with one, a takeover that leaves the queue if this
-    /// process is first (or nobody is queued), else a grant to the first.
+    /// The write that ends a stale lease (or grant) of `version`: a takeover,
+    /// which also takes this process's entry out of the queue (conditioned
+    /// on the queue it saw, so no other entry is lost).
     fn takeover(&self, version: &Version) -> Attempt {
-        let (Some(entry), Some(r)) = (&self.entry, &self.last) else {
-            return Attempt::mine(Condition::VersionIs(version.clone()), QueueUpdate::Keep);
-        };
-        let condition = Condition::QueueIs {
-            version: version.clone(),
-            revision: r.queue.revision.clone(),
-        };
-        match r.queue.entries.first() {
-            Some(first) if first.id != entry.id => Attempt {
-                condition,
-                queue: QueueUpdate::Keep, // the grant request sets it
-                grant_to: Some(first.clone()),
-            },
-            _ => Attempt::mine(condition, QueueUpdate::Set(r.queue.without(&entry.id))),
+        match (&self.entry, &self.last) {
+            (Some(entry), Some(r)) if r.queue.position(&entry.id).is_some() => Attempt::mine(
+                Condition::QueueIs {
+                    version: version.clone(),
+                    revision: r.queue.revision.clone(),
+                },
+                QueueUpdate::Set(r.queue.without(&entry.id)),
+            ),
+            _ => Attempt::mine(Condition::VersionIs(version.clone()), QueueUpdate::Keep),
         }
     }
 

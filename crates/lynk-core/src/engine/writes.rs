@@ -6,7 +6,7 @@
 //! | [`acquire`](Engine::acquire_request) | `Vacant` (free), `VersionIs(seen)` (takeover, or a grant's confirmation), `QueueIs(seen)` (takeover that leaves the queue) | next | the waiter's |
 //! | [`heartbeat`](Engine::heartbeat_request) | `VersionIs(ours)` | kept | the holder's |
 //! | [`handover`](Engine::handover_request) | `VersionIs(ours)` | next | the next waiter's |
-//! | [`grant`](Engine::grant_request) | `QueueIs(ours)` (a release), `QueueIs(seen)` (a stale lease or grant) | kept | the grant lease, none; `granted_to` |
+//! | [`grant`](Engine::grant_request) | `QueueIs(ours)` (a release), `QueueIs(seen)` (a waiter leaving passes on its grant) | kept | the grant lease, none; `granted_to` |
 //! | [`release`](Engine::release_request) | `QueueIs(ours)` (`VersionIs` without a queue) | kept | zero, none; `released` |
 //! | release by delete (`ReleaseMode::Delete`) | version is ours | gone | gone |
 //! | [`enqueue`, leave](Engine::queue_request) | the record's version and queue revision | kept | kept (only the queue changes) |
@@ -143,8 +143,8 @@ impl Engine {
     }
 
     /// A grant of the lock to the queued waiter `to`, by a releasing holder
-    /// (`QueueIs` its own version) or by a waiter that watched a lease or an
-    /// earlier grant go stale (`QueueIs` that version): nobody holds the lock
+    /// (`QueueIs` its own version) or by a waiter that was granted the lock
+    /// but has nobody left to take it (`QueueIs` its grant): nobody holds the lock
     /// until `to` confirms, and `to` leaves the queue. Its lease is the grant
     /// lease; its host is `to`'s, for people reading the table.
     pub(crate) fn grant_request(
