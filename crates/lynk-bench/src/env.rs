@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
 };
-use lynk_core::{LockBackend, LockClient, LockClientBuilder};
+use lynk_core::{LockBackend, LockClient, LockClientBuilder, WakeUps};
 use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin};
 use lynk_testkit::{CountingBackend, MemoryBackend};
 
@@ -41,6 +41,9 @@ pub struct Env {
     pub table: String,
     memory: MemoryBackend,
     sdk: Option<aws_config::SdkConfig>,
+    /// Wake-ups for every client built here: listen on this UDP address,
+    /// scoped to the table (the cross-process workers' `--wake-listen`).
+    pub wake_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -95,6 +98,7 @@ impl Env {
             table,
             memory: MemoryBackend::new(),
             sdk,
+            wake_listen: None,
         }
     }
 
@@ -105,6 +109,7 @@ impl Env {
             table: table.to_owned(),
             memory: MemoryBackend::new(),
             sdk: Some(sdk_config(endpoint).await),
+            wake_listen: None,
         }
     }
 
@@ -134,10 +139,11 @@ impl Env {
     /// A client builder over a counted backend of its own.
     pub async fn builder(&self) -> (LockClientBuilder, Counter) {
         let (backend, counter) = self.backend().await;
-        (
-            LockClient::builder_shared(backend).host_identifier("bench"),
-            counter,
-        )
+        let mut b = LockClient::builder_shared(backend).host_identifier("bench");
+        if let Some(listen) = self.wake_listen {
+            b = b.wake_ups(WakeUps::new(listen).scope(self.table.clone()));
+        }
+        (b, counter)
     }
 
     /// A client with default settings (except `lease`, when given).

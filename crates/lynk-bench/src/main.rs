@@ -76,6 +76,10 @@ enum Cmd {
         table: String,
         #[arg(long, default_value = "xproc")]
         lock: String,
+        /// lynk only: listen for wake-ups on this UDP address (e.g.
+        /// 127.0.0.1:0), scoped to the table.
+        #[arg(long, value_name = "ADDR")]
+        wake_listen: Option<std::net::SocketAddr>,
     },
 }
 
@@ -145,8 +149,9 @@ fn main() {
                 endpoint,
                 table,
                 lock,
+                wake_listen,
             } => {
-                worker::run(imp, server, &endpoint, &table, &lock).await;
+                worker::run(imp, server, &endpoint, &table, &lock, wake_listen).await;
             }
         }
     });

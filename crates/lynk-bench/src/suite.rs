@@ -50,6 +50,11 @@ pub trait LockImpl: Send + Sync + 'static {
     async fn shutdown(_client: Self::Client) {}
     /// Figures of this implementation's own, after the per-minute ones.
     async fn own_figures(&self, _server: &str, _sizes: Sizes, _report: &Report) {}
+    /// The client's own counters, as `key=value` words (the cross-process
+    /// worker's `metrics` answer); empty where the implementation has none.
+    fn metrics_words(_client: &Self::Client) -> String {
+        String::new()
+    }
 }
 
 /// Iteration counts.
@@ -84,7 +89,8 @@ impl Sizes {
                 many_locks: 16,
                 cycles_per_lock: 40,
                 handovers: 100,
-                window: Duration::from_millis(7_500),
+                // The "10 s wait" (the first polls come quicker).
+                window: Duration::from_secs(10),
             },
         }
     }

@@ -5,10 +5,15 @@
 //! ```text
 //! acquire  ->  started <wall µs>   (at once)   acquired <wall µs>  (when granted)
 //! release  ->  releasing <wall µs> (just before the release call)  released
+//! metrics  ->  metrics key=value...  (the client's counters; lynk only, else none)
 //! quit
 //! ```
+//!
+//! With `--wake-listen ADDR` (lynk only) the client listens for wake-ups on
+//! that UDP address, scoped to the table.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -23,10 +28,24 @@ pub enum Impl {
     Peer,
 }
 
-pub async fn run(imp: Impl, server: Server, endpoint: &str, table: &str, lock: &str) {
+pub async fn run(
+    imp: Impl,
+    server: Server,
+    endpoint: &str,
+    table: &str,
+    lock: &str,
+    wake_listen: Option<SocketAddr>,
+) {
     match imp {
-        Impl::Lynk => serve(Env::new_existing(server, endpoint, table).await, lock).await,
-        Impl::Peer => serve(PeerEnv::existing(endpoint, table).await, lock).await,
+        Impl::Lynk => {
+            let mut env = Env::new_existing(server, endpoint, table).await;
+            env.wake_listen = wake_listen;
+            serve(env, lock).await
+        }
+        Impl::Peer => {
+            assert!(wake_listen.is_none(), "dynamodb-lease has no wake-ups");
+            serve(PeerEnv::existing(endpoint, table).await, lock).await
+        }
     }
 }
 
@@ -49,6 +68,7 @@ async fn serve<I: LockImpl>(env: I, name: &str) {
                 I::release(h).await;
                 println!("released");
             }
+            "metrics" => println!("metrics {}", I::metrics_words(&client)),
             _ => break,
         }
     }
