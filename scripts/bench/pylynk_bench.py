@@ -3,7 +3,7 @@
 
     pylynk_bench.py suite    --endpoint URL --server moto [--lease 2] [--smoke] [--json FILE]
     pylynk_bench.py handover --endpoint URL --server moto [--lease 20] [--handovers 3] [--json FILE]
-    pylynk_bench.py worker   --table T --lock NAME [--lease 20]   # one side of xproc.py
+    pylynk_bench.py worker   --table T --lock NAME [--lease 20]   # one process of xproc.py / fairness.py / waitcount.py
 
 Requests are counted at botocore (every HTTP request lynk's clients make,
 per thread).  AWS_ENDPOINT_URL is set from --endpoint for lynk's boto3
@@ -315,6 +315,8 @@ def worker(args):
                 print("releasing %d" % int(time.time() * 1e6), flush=True)
                 lock.release()
                 print("released", flush=True)
+            elif cmd == "metrics":
+                print("metrics", flush=True)  # no client counters in the original
             else:
                 break
         except Exception as e:  # e.g. LockLostError: a late refresh let the other worker take over

@@ -3,6 +3,7 @@
 
     xproc.py --impl lynk --server moto --rounds 10 --dmin 0.1 --dmax 1.1 \
              [--metric-suffix _lease2s] [--json F] -- WORKER CMD...
+    xproc.py --mode short --impl lynk --server moto --rounds 10 [--work 0.3 --waiter-after 0.1] ...
 
 Each round: the waiter is told `acquire` (it starts waiting), after a random
 delay uniform in [dmin, dmax) s the holder is told `release`; the latency is
@@ -12,6 +13,16 @@ dmax - dmin as the waiter's polling period, so releases fall uniformly over
 its poll phase. The delays are stratified: one uniform draw in each of
 `rounds` equal slices of [dmin, dmax), in random order, so that even 3
 rounds span the poll phase.
+
+`--mode short` (figures `handover_short_*`): a short critical section, as
+in issue 12. The holder works `--work` s (0.3) from the moment the driver
+hears its `acquired`; the waiter is told `acquire` `--waiter-after` s (0.1)
+after that moment; the holder is then told `release` at `--work`. The
+latency is measured as above; the waiter, now holding, is the next round's
+holder (its work starts when its `acquired` arrives).
+
+At the end each worker is asked `metrics` (lynk's client counters: grants,
+confirmed grants, wake-ups received); their sums go into the note.
 """
 import argparse
 import json
@@ -35,8 +46,8 @@ class LockLost(Exception):
 
 
 class Worker:
-    def __init__(self, cmd):
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    def __init__(self, cmd, env=None):
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.expect("ready")
@@ -67,6 +78,8 @@ class Worker:
             if parts and parts[0] == "error":
                 raise SystemExit("worker %d failed while waiting for %r: %s" % (self.p.pid, word, line.strip()))
             if parts and parts[0] == word:
+                if word == "metrics":
+                    return parts[1:]
                 return int(parts[1]) if len(parts) > 1 else None
 
     def close(self):
@@ -95,7 +108,12 @@ def main():
     ap.add_argument("--dmin", type=float, default=0.1)
     ap.add_argument("--dmax", type=float, default=1.1)
     ap.add_argument("--note", default="")
-    ap.add_argument("--metric-suffix", default="", help="e.g. _lease2s for a non-default setting")
+    ap.add_argument("--metric-suffix", default="", help="e.g. _lease2s for a non-default setting, _wake")
+    ap.add_argument("--mode", choices=("random", "short"), default="random",
+                    help="random: release at a random moment of the waiter's poll phase; "
+                         "short: a --work s critical section, the waiter started --waiter-after s into it")
+    ap.add_argument("--work", type=float, default=0.3)
+    ap.add_argument("--waiter-after", type=float, default=0.1)
     ap.add_argument("--json")
     ap.add_argument("--step-timeout", type=float, default=STEP_TIMEOUT,
                     help="seconds one worker answer may take before the run is abandoned")
@@ -107,7 +125,10 @@ def main():
     try:
         w.append(Worker(cmd))
         w.append(Worker(cmd))
-        samples = measure(a, w)
+        samples = (measure_short if a.mode == "short" else measure)(a, w)
+        counters = metrics(w)
+        for x in w:
+            x.close()
     except LockLost as e:
         print("[%s] cross-process handover: a worker lost its lock during the measurement (%s); no figure"
               % (a.impl, e), file=sys.stderr, flush=True)
@@ -115,7 +136,47 @@ def main():
     finally:
         for x in w:
             x.kill()
-    report(a, samples)
+    report(a, samples, counters)
+
+
+def metrics(w):
+    """Sums the workers' `metrics key=value` answers (lynk's counters; the
+    peer and the original answer with none)."""
+    total = {}
+    for x in w:
+        x.send("metrics")
+        for kv in x.expect("metrics"):
+            k, _, v = kv.partition("=")
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def measure_short(a, w):
+    holder = 0
+    w[0].send("acquire")
+    w[0].expect("acquired")
+    t_hold = time.monotonic()
+    samples = []
+
+    def until(t):
+        time.sleep(max(t - time.monotonic(), 0))
+
+    for _ in range(a.rounds):
+        waiter = 1 - holder
+        until(t_hold + a.waiter_after)
+        w[waiter].send("acquire")
+        w[waiter].expect("started")
+        until(t_hold + a.work)
+        w[holder].send("release")
+        t_rel = w[holder].expect("releasing")
+        w[holder].expect("released")
+        t_acq = w[waiter].expect("acquired")
+        t_hold = time.monotonic()
+        samples.append((t_acq - t_rel) / 1e3)
+        holder = waiter
+    w[holder].send("release")
+    w[holder].expect("released")
+    return samples
 
 
 def measure(a, w):
@@ -138,12 +199,10 @@ def measure(a, w):
         holder = waiter
     w[holder].send("release")
     w[holder].expect("released")
-    for x in w:
-        x.close()
     return samples
 
 
-def report(a, samples):
+def report(a, samples, counters):
     s = sorted(samples)
 
     def rank(p):
@@ -151,7 +210,13 @@ def report(a, samples):
         return s[i]
 
     note = "%d handovers between two processes%s" % (len(s), (", " + a.note) if a.note else "")
-    for metric, value in (("handover_xproc_p50_ms", rank(0.5)), ("handover_xproc_p99_ms", rank(0.99))):
+    if a.mode == "short":
+        note += "; holder works %.1f s, waiter started %.1f s after it acquired" % (a.work, a.waiter_after)
+    if counters:
+        note += "; workers' counters: %s" % ", ".join(
+            "%s %d" % (k, counters[k]) for k in ("confirmed_grants", "wakeups", "takeovers") if k in counters)
+    base = "handover_short" if a.mode == "short" else "handover_xproc"
+    for metric, value in ((base + "_p50_ms", rank(0.5)), (base + "_p99_ms", rank(0.99))):
         metric += a.metric_suffix
         print("%-15s %-9s %-28s %14.3f %-10s %s" % (a.impl, a.server, metric, value, "ms", note), flush=True)
         if a.json:
