@@ -3,13 +3,13 @@
 # original Python lynk 0.3.1 and the Rust crate dynamodb-lease (see
 # docs/benchmarks.md for what each figure means).
 #
-#   scripts/bench.sh           # full run, about 4 minutes
-#   scripts/bench.sh --smoke   # every measurement with tiny counts (CI, < 1 min); never asserts timings
+#   scripts/bench.sh           # full run, about 10 minutes
+#   scripts/bench.sh --smoke   # every measurement with tiny counts (CI, about 2 min); never asserts timings
 #
 # The original's handovers at its default lease (20 s) take one lease each,
 # so they run in the background, concurrently with the rest (they sleep).
 #
-# Builds crates/lynk-bench in release, installs and starts the local test
+# Builds crates/lynk-bench and the CLI (target/release/lynk) in release, installs and starts the local test
 # servers (moto, dynalite) if needed, stops them afterwards if it started
 # them. Figures go to stdout and, as JSON lines, to target/bench/.
 set -euo pipefail
@@ -21,9 +21,10 @@ SMOKE=""
 
 log() { printf '\n[bench %3ds] %s\n' "$SECONDS" "$*" >&2; }
 
-log "building lynk-bench (release)"
-cargo build --release -p lynk-bench --quiet
+log "building lynk-bench and the lynk CLI (release)"
+cargo build --release -p lynk-bench -p lynk-cli --quiet
 BIN="$ROOT/target/release/lynk-bench"
+CLI="$ROOT/target/release/lynk"
 
 source scripts/lib/servers.sh
 BG_PIDS=()
@@ -44,13 +45,17 @@ endpoint() { if [[ $1 == moto ]]; then echo "$MOTO"; else echo "$DYNALITE"; fi; 
 
 if [[ -n $SMOKE ]]; then
   SERVERS=(moto)          # every measurement, one emulator (dynalite: full run)
-  ROUNDS=2; PY_DMAX=1.1; DMAX=0.6
+  ROUNDS=2; PY_DMAX=1.1; DMAX=0.6; LYNK_DMAX=0.6
+  FAIR_ROUNDS=1; WAIT_WINDOW=3
   DEF_LEASE=1; DEF_ROUNDS=1   # exercises the default-lease path in seconds (labelled _lease1s)
 else
   SERVERS=(dynalite moto)
   ROUNDS=10; PY_DMAX=2.05; DMAX=1.1
+  LYNK_DMAX=1.6               # lynk's poll interval is 1.5 s: releases over its whole poll phase
+  FAIR_ROUNDS=10; WAIT_WINDOW=10
   DEF_LEASE=20; DEF_ROUNDS=3  # the original's default lease: about 20 s per handover
 fi
+WAKE=(--wake-listen 127.0.0.1:0)  # lynk's workers, with wake-ups (scope: the table)
 DEF_SUFFIX=""; [[ $DEF_LEASE != 20 ]] && DEF_SUFFIX="_lease${DEF_LEASE}s"
 # Nothing here may hang the run: each background measurement is stopped
 # after a generous bound (each handover takes at most about two leases).
@@ -78,6 +83,24 @@ default_lease_handovers() {
     --note "lease $DEF_LEASE s$([[ $DEF_LEASE == 20 ]] && echo ' (its default)')" --json "$J" -- \
     "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease "$DEF_LEASE" >"$L" 2>&1 &
   BG_PIDS+=($!)
+  [[ $S == moto ]] || return 0
+  # A short critical section, and fairness, at its default lease (moto only).
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  J="$OUT.bg-$S-short"; L="$OUT.bg-$S-short.log"
+  BG_FILES+=("$J"); : >"$J"
+  timeout -k 10 "$BG_LIMIT" "$PY" scripts/bench/xproc.py --mode short --impl python-lynk --server "$S" \
+    --rounds "$DEF_ROUNDS" --metric-suffix "$DEF_SUFFIX" \
+    --note "lease $DEF_LEASE s$([[ $DEF_LEASE == 20 ]] && echo ' (its default)')" --json "$J" -- \
+    "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease "$DEF_LEASE" >"$L" 2>&1 &
+  BG_PIDS+=($!)
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  J="$OUT.bg-$S-fair"; L="$OUT.bg-$S-fair.log"
+  BG_FILES+=("$J"); : >"$J"
+  timeout -k 10 "$((BG_LIMIT + DEF_ROUNDS * DEF_LEASE * 4))" "$PY" scripts/bench/fairness.py --impl python-lynk \
+    --server "$S" --rounds "$DEF_ROUNDS" --metric-suffix "$DEF_SUFFIX" \
+    --note "lease $DEF_LEASE s$([[ $DEF_LEASE == 20 ]] && echo ' (its default)')" --json "$J" -- \
+    "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease "$DEF_LEASE" >"$L" 2>&1 &
+  BG_PIDS+=($!)
 }
 
 log "lynk on the in-memory backend (pure client cost)"
@@ -101,24 +124,87 @@ for S in "${SERVERS[@]}"; do
   bounded "$PY" scripts/bench/pylynk_bench.py suite --endpoint "$(endpoint "$S")" --server "$S" --json "$OUT" $SMOKE
 done
 
+# Cross-process: handover at a random moment (xproc), a short critical
+# section (xproc --mode short: the holder works 0.3 s, the waiter starts
+# 0.1 s into it) and fairness (three waiters 0.6 s apart). lynk with its
+# defaults and with wake-ups (suffix _wake), on every server; the original at
+# lease 2 s (suffix _lease2s; at its default lease in the background, moto)
+# and dynamodb-lease at its defaults, on moto.
+lynk_xproc() {  # SERVER ENDPOINT SUFFIX NOTE [WORKER OPTIONS...]
+  local S="$1" E="$2" X="$3" N="$4" T; shift 4
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  bounded "$PY" scripts/bench/xproc.py --impl lynk --server "$S" --rounds "$ROUNDS" --dmin 0.1 --dmax "$LYNK_DMAX" \
+    --metric-suffix "$X" --note "$N" --json "$OUT" -- \
+    "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T" "$@"
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  bounded "$PY" scripts/bench/xproc.py --mode short --impl lynk --server "$S" --rounds "$ROUNDS" \
+    --metric-suffix "$X" --note "$N" --json "$OUT" -- \
+    "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T" "$@"
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  bounded "$PY" scripts/bench/fairness.py --impl lynk --server "$S" --rounds "$FAIR_ROUNDS" \
+    --metric-suffix "$X" --note "$N" --json "$OUT" -- \
+    "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T" "$@"
+}
 for S in "${SERVERS[@]}"; do
   E="$(endpoint "$S")"
-  log "cross-process handover on $S"
-  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
-  bounded "$PY" scripts/bench/xproc.py --impl lynk --server "$S" --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
-    --note "default settings (poll 1 s)" --json "$OUT" -- \
-    "$BIN" worker --imp lynk --server "$S" --endpoint "$E" --table "$T"
-  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
+  log "cross-process on $S: lynk, default settings"
+  lynk_xproc "$S" "$E" "" "default settings (poll 0.1 s after the first attempt, doubling to 1.5 s)"
+  log "cross-process on $S: lynk with wake-ups"
+  lynk_xproc "$S" "$E" _wake "wake-ups on (workers listen on 127.0.0.1:0), otherwise defaults" "${WAKE[@]}"
+done
+for S in "${SERVERS[@]}"; do
+  E="$(endpoint "$S")"
   log "cross-process handover on $S: the original at lease 2 s"
+  T="$("$BIN" setup-table --imp lynk --endpoint "$E")"
   bounded "$PY" scripts/bench/xproc.py --impl python-lynk --server "$S" --rounds "$ROUNDS" --dmin 0.05 --dmax "$PY_DMAX" \
     --metric-suffix _lease2s --note "lease 2 s (not its default)" --json "$OUT" -- \
     "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$E" --table "$T" --lease 2
 done
-log "cross-process handover on moto: dynamodb-lease"
+log "cross-process on moto: the original at lease 2 s, short critical section and fairness"
+T="$("$BIN" setup-table --imp lynk --endpoint "$MOTO")"
+bounded "$PY" scripts/bench/xproc.py --mode short --impl python-lynk --server moto --rounds "$ROUNDS" \
+  --metric-suffix _lease2s --note "lease 2 s (not its default)" --json "$OUT" -- \
+  "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$MOTO" --table "$T" --lease 2
+T="$("$BIN" setup-table --imp lynk --endpoint "$MOTO")"
+bounded "$PY" scripts/bench/fairness.py --impl python-lynk --server moto --rounds "$FAIR_ROUNDS" \
+  --metric-suffix _lease2s --note "lease 2 s (not its default)" --json "$OUT" -- \
+  "$PY" scripts/bench/pylynk_bench.py worker --endpoint "$MOTO" --table "$T" --lease 2
+log "cross-process on moto: dynamodb-lease"
+PEER_NOTE="default settings (retry every 1 s)"
 T="$("$BIN" setup-table --imp peer --endpoint "$MOTO")"
 bounded "$PY" scripts/bench/xproc.py --impl dynamodb-lease --server moto --rounds "$ROUNDS" --dmin 0.1 --dmax "$DMAX" \
-  --note "default settings (retry every 1 s)" --json "$OUT" -- \
+  --note "$PEER_NOTE" --json "$OUT" -- \
   "$BIN" worker --imp peer --server moto --endpoint "$MOTO" --table "$T"
+T="$("$BIN" setup-table --imp peer --endpoint "$MOTO")"
+bounded "$PY" scripts/bench/xproc.py --mode short --impl dynamodb-lease --server moto --rounds "$ROUNDS" \
+  --note "$PEER_NOTE" --json "$OUT" -- \
+  "$BIN" worker --imp peer --server moto --endpoint "$MOTO" --table "$T"
+T="$("$BIN" setup-table --imp peer --endpoint "$MOTO")"
+bounded "$PY" scripts/bench/fairness.py --impl dynamodb-lease --server moto --rounds "$FAIR_ROUNDS" \
+  --note "$PEER_NOTE" --json "$OUT" -- \
+  "$BIN" worker --imp peer --server moto --endpoint "$MOTO" --table "$T"
+
+# Requests per waiting second, counted by a dedicated moto (its request
+# recorder, attributed by access key id; see scripts/bench/waitcount.py).
+log "requests per waiting second over a $WAIT_WINDOW s wait, counted at the server (a dedicated moto)"
+LYNK_SETUP="$BIN setup-table --imp lynk --endpoint {endpoint}"
+LYNK_HOLDER="$BIN worker --imp lynk --server moto --endpoint {endpoint} --table {table} --lock wait"
+LYNK_WAITER="$CLI --endpoint-url {endpoint} --quiet run {table} wait"
+bounded "$PY" scripts/bench/waitcount.py --server-cmd "$PY scripts/moto_linearizable.py" \
+  --window "$WAIT_WINDOW" --json "$OUT" \
+  --case lynk req_per_wait_s_server cli "lynk run (the CLI), default settings" \
+    "$LYNK_SETUP" "$LYNK_HOLDER" \
+  --waiter "$LYNK_WAITER -- true" \
+  --case lynk req_per_wait_s_server_wake cli "lynk run --wake-listen 127.0.0.1:0 (holder with wake-ups too)" \
+    "$LYNK_SETUP" "$LYNK_HOLDER ${WAKE[*]}" \
+  --waiter "$LYNK_WAITER ${WAKE[*]} -- true" \
+  --case python-lynk req_per_wait_s_server worker "lease 20 s (its default)" \
+    "$LYNK_SETUP" "$PY scripts/bench/pylynk_bench.py worker --endpoint {endpoint} --table {table} --lock wait" \
+  --waiter "$PY scripts/bench/pylynk_bench.py worker --endpoint {endpoint} --table {table} --lock wait" \
+  --case dynamodb-lease req_per_wait_s_server worker "$PEER_NOTE" \
+    "$BIN setup-table --imp peer --endpoint {endpoint}" \
+    "$BIN worker --imp peer --server moto --endpoint {endpoint} --table {table} --lock wait" \
+  --waiter "$BIN worker --imp peer --server moto --endpoint {endpoint} --table {table} --lock wait"
 
 log "waiting for the original's handovers at lease $DEF_LEASE s"
 for i in "${!BG_PIDS[@]}"; do

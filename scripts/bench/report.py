@@ -7,7 +7,8 @@ ratios to the original Python lynk against the issue's targets.
 The targets compare with the original at its default settings (lease 20 s,
 what its users get): plain metric names. Figures of the original measured at
 another lease carry a `_lease<N>s` suffix (the 2 s lease, its best case) and
-get their own rows and their own, secondary, ratios.
+get their own rows and their own, secondary, ratios. lynk's figures with
+wake-ups on carry the suffix `_wake`.
 """
 import json
 import re
@@ -18,6 +19,7 @@ ORDER = [
     "req_held_per_min", "req_held_per_min_hb", "req_held_per_min_at_lease",
     "req_wait_per_min", "req_wait_per_min_at_lease",
     "handover_inproc_p50_ms", "handover_inproc_p99_ms", "handover_xproc_p50_ms", "handover_xproc_p99_ms",
+    "handover_short_p50_ms", "handover_short_p99_ms", "req_per_wait_s_server", "fairness_in_order_pct",
     "cycles_per_s_one_lock", "cycles_per_s_many_locks", "cpu_us_per_cycle", "cpu_us_per_cycle_many",
     "scale_locks_held", "scale_acquire_per_s", "scale_bytes_per_lock", "scale_heartbeats",
     "scale_hb_cpu_us", "scale_max_hb_lag_ms", "scale_lost_leases",
@@ -46,11 +48,11 @@ def main():
         r = json.loads(line)
         data[(r["impl"], r["server"], r["metric"])] = r["value"]
         units[r["metric"]] = r["unit"]
-    # A figure at a non-default lease goes right after its default-lease row.
+    # A figure at a non-default lease, or with wake-ups, goes right after its default row.
     order = []
     for m in ORDER:
         order.append(m)
-        order += sorted({k[2] for k in data if re.fullmatch(re.escape(m) + r"_lease\d+s", k[2])})
+        order += sorted({k[2] for k in data if re.fullmatch(re.escape(m) + r"(_lease\d+s|_wake)", k[2])})
     cols = [c for c in COLS if any((c[0], c[1], m) in data for m in order)]
     metrics = [m for m in order if any((c[0], c[1], m) in data for c in cols)]
     head = ["figure", "unit"] + ["%s %s" % c for c in cols]
@@ -115,6 +117,26 @@ def main():
                 if r is not None:
                     print("  %-9s %-34s %8.1fx        (target >= %gx would be %s)" % (
                         server, label, r, want, "met" if r >= want else "missed"))
+    print()
+    print("Issue 12 goals (lynk; none asserted):")
+    goals = [
+        ("short critical section handover p50, defaults", "handover_short_p50_ms", 150, "ms"),
+        ("short critical section handover p50, wake-ups", "handover_short_p50_ms_wake", 20, "ms"),
+        ("requests per waiting second (server), defaults", "req_per_wait_s_server", 1, "req/s"),
+        ("requests per waiting second (server), wake-ups", "req_per_wait_s_server_wake", 1, "req/s"),
+    ]
+    for server in ("moto", "dynalite"):
+        for label, m, limit, unit in goals:
+            v = g("lynk", server, m)
+            if v is not None:
+                lim = "< %g" % limit if m.endswith("_wake") and unit == "ms" else "<= %g" % limit
+                ok = v < limit if lim.startswith("<") and not lim.startswith("<=") else v <= limit
+                print("  %-9s %-48s %9.3g %-5s (goal %s %s)  %s" % (
+                    server, label, v, unit, lim, unit, "met" if ok else "MISSED"))
+        for suffix, label in (("", "defaults"), ("_wake", "wake-ups")):
+            v = g("lynk", server, "fairness_in_order_pct" + suffix)
+            if v is not None:
+                print("  %-9s %-48s %9.3g %%" % (server, "rounds in arrival order, " + label, v))
     print()
     print("lynk : dynamodb-lease on moto:")
     for label, m, higher_better, _ in targets:
