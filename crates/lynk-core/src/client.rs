@@ -72,6 +72,7 @@ pub struct LockClientBuilder {
     backend: Arc<dyn LockBackend>,
     clock: Arc<dyn Clock>,
     config: ClientConfig,
+    wake: Option<(Arc<dyn crate::WakeTransport>, String)>,
 }
 
 impl LockClientBuilder {
@@ -119,6 +120,20 @@ impl LockClientBuilder {
         self
     }
 
+    /// Sends wake-ups through `transport` instead of UDP, and advertises
+    /// `address` (in the transport's terms) in this client's queue entries;
+    /// the transport delivers by calling [`LockClient::wake`] on the
+    /// receiving client. For simulations and custom networks; most users
+    /// want [`wake_ups`](LockClientBuilder::wake_ups).
+    pub fn wake_transport(
+        mut self,
+        transport: Arc<dyn crate::WakeTransport>,
+        address: impl Into<String>,
+    ) -> Self {
+        self.wake = Some((transport, address.into()));
+        self
+    }
+
     /// Listen for wake-up datagrams (off by default); see [`WakeUps`](crate::WakeUps).
     pub fn wake_ups(mut self, wake: crate::WakeUps) -> Self {
         self.config.wake_ups = Some(wake);
@@ -161,7 +176,7 @@ impl LockClientBuilder {
     /// Must be called inside a tokio runtime; the client spawns its tasks on
     /// that runtime.
     pub fn build(self) -> Result<LockClient, LockError> {
-        let engine = Engine::start(self.backend, self.clock, self.config)?;
+        let engine = Engine::start(self.backend, self.clock, self.config, self.wake)?;
         Ok(LockClient { engine })
     }
 }
@@ -173,6 +188,7 @@ impl LockClient {
             backend: Arc::new(backend),
             clock: Arc::new(SystemClock),
             config: ClientConfig::default(),
+            wake: None,
         }
     }
 
@@ -182,6 +198,7 @@ impl LockClient {
             backend,
             clock: Arc::new(SystemClock),
             config: ClientConfig::default(),
+            wake: None,
         }
     }
 
@@ -194,6 +211,15 @@ impl LockClient {
     /// Does no I/O; the name is checked when the lock is acquired.
     pub fn create_lock(&self, name: impl Into<String>) -> Lock {
         Lock::new(self.clone(), name.into(), self.engine.config.default_lease)
+    }
+
+    /// A wake-up for lock `name` arrived (from a custom
+    /// [`WakeTransport`](crate::WakeTransport)): if this client waits for
+    /// that lock, it polls now instead of at its next poll. Rate-limited per
+    /// lock like datagrams (two at once, then one per poll interval);
+    /// ignored if it waits for no such lock. It never grants anything.
+    pub fn wake(&self, name: &str) {
+        self.engine.on_wake(name);
     }
 
     /// Reads the stored record of lock `name` (who holds it, the payload, the

@@ -72,7 +72,7 @@ pub use metrics::MetricsSnapshot;
 pub use record::{FencingToken, LockRecord, QueueEntry, Version, WaitQueue};
 pub use wake::{
     encode_wake, parse_wake, Wake, WakeError, WakeLimiter, WakeLimits, WakeListener, WakeSender,
-    DEFAULT_WAKE_LIMITER_KEYS, MAX_WAKE_DATAGRAM_BYTES, WAKE_PROTOCOL,
+    WakeTransport, DEFAULT_WAKE_LIMITER_KEYS, MAX_WAKE_DATAGRAM_BYTES, WAKE_PROTOCOL,
 };
 
 pub use async_trait::async_trait;

@@ -668,6 +668,29 @@ impl fmt::Display for WakeLimits {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Transport seam
+
+/// How a client sends wake-ups: UDP datagrams ([`WakeSender`], the default),
+/// or anything else that ends in [`LockClient::wake`](crate::LockClient::wake)
+/// on the receiving client (a simulation's lossy network, a message bus).
+///
+/// Sending is fire and forget: a wake-up only makes a waiter poll sooner.
+pub trait WakeTransport: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends a wake-up for lock `name` of `scope` to the waiter that
+    /// advertised `to`. Errors are the transport's to log; nothing depends on
+    /// delivery.
+    fn send(&self, to: &str, scope: &str, name: &str);
+}
+
+impl WakeTransport for WakeSender {
+    fn send(&self, to: &str, scope: &str, name: &str) {
+        if let Err(e) = WakeSender::send(self, to, scope, name) {
+            tracing::debug!(lock = %name, %to, error = %e, "wake-up not sent");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

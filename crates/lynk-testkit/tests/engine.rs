@@ -65,8 +65,20 @@ async fn takeover_after_abandoned_lease_and_not_a_moment_before() {
     // keeps the version), and its acquirer stays queued for the process.
     let now = backend.get("job").expect("record kept");
     assert_eq!(
-        (&now.version, now.fencing_token, &now.host, now.released, &now.granted_to),
-        (&stale.version, stale.fencing_token, &stale.host, false, &None),
+        (
+            &now.version,
+            now.fencing_token,
+            &now.host,
+            now.released,
+            &now.granted_to
+        ),
+        (
+            &stale.version,
+            stale.fencing_token,
+            &stale.host,
+            false,
+            &None
+        ),
         "holder's fields untouched"
     );
     let hosts: Vec<_> = now.queue.entries.iter().map(|e| e.host.as_str()).collect();

@@ -37,6 +37,11 @@ use crate::{
 /// its next poll (other waiters queueing at the same moment).
 const QUICK_QUEUE_RETRIES: u32 = 4;
 
+/// The longest queue a waiter joins. Every entry makes the record (and so
+/// every write of it, heartbeats included) larger, by about 100 bytes; past
+/// this, further waiters poll without a place, in no particular order.
+pub(crate) const MAX_QUEUE_ENTRIES: usize = 64;
+
 /// A record version this waiter has watched, and since when.
 struct Observation {
     version: Version,
@@ -99,6 +104,9 @@ struct Acquirer {
     entry: Option<QueueEntry>,
     /// Queue writes that conflicted in a row.
     queue_conflicts: u32,
+    /// A queue write went unanswered: our entry may be stored although the
+    /// last record seen does not show it.
+    enqueue_uncertain: bool,
 }
 
 pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
@@ -128,6 +136,7 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         schedule: PollSchedule::default(),
         entry,
         queue_conflicts: 0,
+        enqueue_uncertain: false,
     };
     while acquirer.step().await {}
     acquirer.leave().await;
@@ -223,7 +232,10 @@ impl Acquirer {
                 self.queue_conflicts += 1;
                 engine.record_behind(current, &self.name, by).await
             }
-            Err(WriteError::Backend(e)) => Err(e),
+            Err(WriteError::Backend(e)) => {
+                self.enqueue_uncertain |= e.kind() == BackendErrorKind::OutcomeUnknown;
+                Err(e)
+            }
         }
     }
 
@@ -284,7 +296,13 @@ impl Acquirer {
                 return true;
             }
         };
-        if let Some(sent) = self.own.sent_at(&r.version) {
+        // (A grant is never an acquisition of ours, even if it carries a
+        // version this process wrote: a release's grant to another process.)
+        if let Some(sent) = self
+            .own
+            .sent_at(&r.version)
+            .filter(|_| r.granted_to.is_none())
+        {
             // One of our writes whose response was lost did apply.
             Metrics::inc(&engine.metrics.ambiguous_resolved);
             if fresh(&engine, sent, &r) && made_for(&r, spec) {
@@ -332,7 +350,16 @@ impl Acquirer {
                 lease: r.lease_duration,
             });
         }
-        self.schedule.observe(&r);
+        // Quick polls again for a new holder, unless others are queued (or
+        // granted) ahead of us: it cannot be our turn before theirs.
+        let first_in_line = match &self.entry {
+            Some(e) => {
+                r.queue.position(&e.id).is_none_or(|p| p == 0)
+                    && r.granted_to.as_ref().is_none_or(|to| to == &e.id)
+            }
+            None => true,
+        };
+        self.schedule.observe(&r, first_in_line);
         let queued = self.queued_in(&r);
         self.last = Some(r);
         let Some(o) = self.observed.as_ref() else {
@@ -340,7 +367,9 @@ impl Acquirer {
         };
         if !queued && self.queue_conflicts > 0 && self.queue_conflicts <= QUICK_QUEUE_RETRIES {
             // Our entry lost a race with another queue write: retry on the
-            // record that answered, without waiting for the next poll.
+            // record that answered, without waiting, in place of the next
+            // poll (so the race costs no extra request).
+            self.schedule.next_gap(&engine.config, o.lease);
             self.next = self.retry_or_read();
             return true;
         }
@@ -399,7 +428,9 @@ impl Acquirer {
         match &self.observed {
             Some(o) if o.takeover_due(&self.engine) => Next::Write(self.takeover(&o.version)),
             _ => match &self.last {
-                Some(r) if !self.queued_in(r) => Next::Enqueue,
+                Some(r) if !self.queued_in(r) && r.queue.entries.len() < MAX_QUEUE_ENTRIES => {
+                    Next::Enqueue
+                }
                 _ => Next::Read,
             },
         }
@@ -434,6 +465,13 @@ impl Acquirer {
             return;
         };
         let by = engine.clock.now() + engine.config.call_timeout_for(seen.lease_duration);
+        if self.enqueue_uncertain && seen.queue.position(&entry.id).is_none() {
+            // A queue write of unknown outcome may have stored our entry.
+            match engine.read_by(&self.name, by).await {
+                Ok(Some(r)) => seen = r,
+                _ => return,
+            }
+        }
         for _ in 0..3 {
             if seen.released {
                 return;
@@ -476,12 +514,21 @@ impl Acquirer {
     /// for. If that waiter left (or another is now first), dropping the lease
     /// releases or hands over to the right one.
     fn grant(&mut self, waiter_id: u64, spec: &AcquireSpec, record: LockRecord, sent: Instant) {
-        // The acquisition (a takeover, a grant's confirmation) took our entry
-        // out of the queue, if it was in: nothing to leave.
+        // A takeover or a grant's confirmation took our entry out of the
+        // queue; an acquisition of a free lock kept the queue, and the lease
+        // drops our entry (dead once this task stops) at its next queue
+        // write. Nothing to leave either way.
         self.last = None;
         let engine = &self.engine;
         Metrics::inc(&engine.metrics.acquired);
         let lease = engine.new_lease(&record, sent, FencingToken::new(0), spec.heartbeat);
+        if let Some(entry) = &self.entry {
+            if record.queue.position(&entry.id).is_some() {
+                if let Ok(mut core) = lease.core.try_lock() {
+                    core.stale_entry = Some(entry.id.clone());
+                }
+            }
+        }
         let waiter = engine.slots.grant(&lease, waiter_id, spec);
         engine.deliver(lease, waiter);
     }

@@ -25,6 +25,37 @@ pub(crate) struct LeaseCore {
     /// The store's wait queue as the last write's answer showed it: a
     /// release grants the lock to its first entry.
     pub(crate) queue: WaitQueue,
+    /// This process's own entry, left in the stored queue when it acquired
+    /// by a write that kept the queue (a free lock): dead now (its acquirer
+    /// stopped), so the next write that sets the queue drops it, and a
+    /// release never grants to it.
+    pub(crate) stale_entry: Option<String>,
+}
+
+impl LeaseCore {
+    /// The stored queue without this process's stale entry.
+    pub(crate) fn live_queue(&self) -> WaitQueue {
+        match &self.stale_entry {
+            Some(id) if self.queue.position(id).is_some() => WaitQueue {
+                revision: self.queue.revision.clone(),
+                entries: self
+                    .queue
+                    .entries
+                    .iter()
+                    .filter(|e| &e.id != id)
+                    .cloned()
+                    .collect(),
+            },
+            _ => self.queue.clone(),
+        }
+    }
+
+    /// Whether the stored queue holds an entry to drop.
+    pub(crate) fn queue_needs_cleaning(&self) -> bool {
+        self.stale_entry
+            .as_ref()
+            .is_some_and(|id| self.queue.position(id).is_some())
+    }
 }
 
 /// Where a lease is in its life. Every transition happens under one mutex,
@@ -103,6 +134,7 @@ impl LeaseShared {
                 version: record.version.clone(),
                 pending: OwnWrites::default(),
                 queue: record.queue.clone(),
+                stale_entry: None,
             }),
             valid_from: Mutex::new(sent_at),
             lost: CancellationToken::new(),

@@ -42,7 +42,7 @@ pub use shutdown::ShutdownReport;
 pub(crate) use slots::{AcquireSpec, Grant};
 
 use crate::metrics::Metrics;
-use crate::wake::{WakeLimiter, WakeLimits, WakeListener, WakeSender};
+use crate::wake::{WakeLimiter, WakeLimits, WakeListener, WakeSender, WakeTransport};
 use crate::{ClientConfig, Clock, FencingToken, LockBackend, LockError, LockRecord, LostReason};
 use keeper::KeeperCommand;
 use slots::{AcquirerStart, Enqueued, Slots, Waiter};
@@ -68,7 +68,9 @@ pub(crate) struct Engine {
     tasks: TaskTracker,
     token_floor: TokenFloor,
     /// Sends wake-ups to queued waiters that listen.
-    wake_sender: WakeSender,
+    wake_sender: Arc<dyn WakeTransport>,
+    /// Limits the polls wake-ups trigger, per lock.
+    wake_limiter: WakeLimiter,
     /// This client's own listener, if it listens: the address it advertises
     /// and the scope of its datagrams.
     wake_address: Option<String>,
@@ -97,6 +99,7 @@ impl Engine {
         backend: Arc<dyn LockBackend>,
         clock: Arc<dyn Clock>,
         config: ClientConfig,
+        transport: Option<(Arc<dyn WakeTransport>, String)>,
     ) -> Result<Arc<Engine>, LockError> {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
@@ -120,8 +123,16 @@ impl Engine {
             .map_err(|e| LockError::invalid("wake-ups", e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Arc::new(Engine {
-            wake_sender: WakeSender::new(),
-            wake_address: listener.as_ref().map(|l| l.advertise().to_string()),
+            wake_address: match (&listener, &transport) {
+                (Some(l), _) => Some(l.advertise().to_string()),
+                (None, Some((_, address))) => Some(address.clone()),
+                (None, None) => None,
+            },
+            wake_sender: match transport {
+                Some((t, _)) => t,
+                None => Arc::new(WakeSender::new()),
+            },
+            wake_limiter: limiter,
             wake_stop: CancellationToken::new(),
             backend,
             clock,
@@ -142,7 +153,7 @@ impl Engine {
         if let Some(listener) = listener {
             let span = tracing::debug_span!("lynk.wake_listener", address = %listener.local_addr());
             let stop = engine.wake_stop.clone();
-            let task = wake_listener::listen(Arc::downgrade(&engine), listener, limiter, stop);
+            let task = wake_listener::listen(Arc::downgrade(&engine), listener, stop);
             runtime.spawn(task.instrument(span));
         }
         Ok(engine)
@@ -276,18 +287,16 @@ impl Engine {
             .wake_ups
             .as_ref()
             .map_or("", |w| w.scope.as_str());
-        if let Err(e) = self.wake_sender.send(address, scope, name) {
-            tracing::debug!(lock = %name, to = %address, error = %e, "wake-up not sent");
-        }
+        self.wake_sender.send(address, scope, name);
     }
 
     /// A wake-up for `name` arrived (scope already checked): if this client
     /// waits for that lock and the limiter allows, its acquirer polls now.
-    pub(crate) fn on_wake(&self, name: &str, limiter: &WakeLimiter) {
+    pub(crate) fn on_wake(&self, name: &str) {
         let Some(signal) = self.slots.wake_signal(name) else {
             return; // not waiting for it: forged, late or for another client
         };
-        if limiter.allow(name) {
+        if self.wake_limiter.allow(name) {
             crate::metrics::Metrics::inc(&self.metrics.wakeups);
             signal.notify_one();
         }

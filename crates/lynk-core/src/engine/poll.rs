@@ -6,17 +6,27 @@
 //! A short critical section is thus seen to end within a gap of about its own
 //! length, and a long wait settles at one read per poll interval. The quick
 //! polls start over when the lock changes hands (a new fencing token, or a
-//! grant), since the new holder's critical section may be short too.
+//! grant), since the new holder's critical section may be short too: if no
+//! other process is queued (or granted) ahead of this waiter, and if the
+//! last quick polls were at least [`RESTART_AFTER_POLLS`] poll intervals
+//! ago, so that any ten seconds of a wait cost about ten requests at most.
 
 use std::time::Duration;
 
 use crate::{ClientConfig, FencingToken, LockRecord};
+
+/// How many poll intervals of waiting pay for one more run of quick polls.
+pub(crate) const RESTART_AFTER_POLLS: u32 = 10;
 
 /// The poll gaps of one waiter.
 #[derive(Debug, Default)]
 pub(crate) struct PollSchedule {
     /// The next gap; `None` starts over at the first poll.
     gap: Option<Duration>,
+    /// The gaps handed out since the quick polls last started.
+    since_quick: Duration,
+    /// The last gap's cap (the poll interval for the lease then).
+    cap: Duration,
     /// The acquisition whose wait the gaps time: its token, and whether the
     /// record was a grant.
     holder: Option<(Option<FencingToken>, bool)>,
@@ -24,23 +34,34 @@ pub(crate) struct PollSchedule {
 
 impl PollSchedule {
     /// Notes the record a poll returned: a new holder starts the quick polls
-    /// over.
-    pub(crate) fn observe(&mut self, record: &LockRecord) {
+    /// over if this waiter is `first_in_line` (no other process queued ahead
+    /// of it, whose turn would come first) and the last quick polls are paid
+    /// for.
+    pub(crate) fn observe(&mut self, record: &LockRecord, first_in_line: bool) {
         let holder = (record.fencing_token, record.granted_to.is_some());
         if self.holder != Some(holder) {
             self.holder = Some(holder);
-            self.gap = None;
+            let paid = self.since_quick >= self.cap.saturating_mul(RESTART_AFTER_POLLS);
+            if first_in_line && paid {
+                self.gap = None;
+            }
         }
     }
 
     /// The gap before the next poll of a lock whose record says `lease`.
     pub(crate) fn next_gap(&mut self, config: &ClientConfig, lease: Duration) -> Duration {
         let cap = config.poll_interval_for(lease);
-        let gap = self
-            .gap
-            .unwrap_or_else(|| config.first_poll_for(lease))
-            .min(cap);
+        let gap = match self.gap {
+            Some(gap) => gap,
+            None => {
+                self.since_quick = Duration::ZERO;
+                config.first_poll_for(lease)
+            }
+        }
+        .min(cap);
         self.gap = Some(gap.saturating_mul(2).min(cap));
+        self.since_quick += gap;
+        self.cap = cap;
         gap
     }
 }
@@ -68,7 +89,7 @@ mod tests {
     fn gaps_double_from_the_first_poll_to_the_poll_interval() {
         let config = ClientConfig::default();
         let mut s = PollSchedule::default();
-        s.observe(&record(1));
+        s.observe(&record(1), true);
         let gaps: Vec<u128> = (0..7)
             .map(|_| s.next_gap(&config, Duration::from_secs(20)).as_millis())
             .collect();
@@ -80,19 +101,34 @@ mod tests {
         let config = ClientConfig::default();
         let lease = Duration::from_secs(20);
         let mut s = PollSchedule::default();
-        s.observe(&record(1));
+        s.observe(&record(1), true);
         for _ in 0..5 {
             s.next_gap(&config, lease);
         }
-        s.observe(&record(1)); // a heartbeat: same token
+        s.observe(&record(1), true); // a heartbeat: same token
         assert_eq!(s.next_gap(&config, lease), Duration::from_millis(1500));
-        s.observe(&record(2)); // a new acquisition
+        s.observe(&record(2), true); // a new acquisition, too soon
+        assert_eq!(s.next_gap(&config, lease), Duration::from_millis(1500));
+        for _ in 0..10 {
+            s.next_gap(&config, lease);
+        }
+        s.observe(&record(2), true); // the same holder
+        assert_eq!(s.next_gap(&config, lease), Duration::from_millis(1500));
+        s.observe(&record(3), true); // a new acquisition, quick polls paid for
         assert_eq!(s.next_gap(&config, lease), Duration::from_millis(100));
-        let mut grant = record(2);
+        for _ in 0..20 {
+            s.next_gap(&config, lease);
+        }
+        let mut grant = record(3);
         grant.granted_to = Some("w".into());
         s.next_gap(&config, lease);
-        s.observe(&grant); // released to a waiter
+        s.observe(&grant, true); // released to a waiter
         assert_eq!(s.next_gap(&config, lease), Duration::from_millis(100));
+        for _ in 0..5 {
+            s.next_gap(&config, lease);
+        }
+        s.observe(&record(3), false); // a new holder, but others are ahead
+        assert_eq!(s.next_gap(&config, lease), Duration::from_millis(1500));
     }
 
     #[test]
@@ -101,7 +137,7 @@ mod tests {
         // +0..20% jitter, which only spaces them further).
         let config = ClientConfig::default();
         let mut s = PollSchedule::default();
-        s.observe(&record(1));
+        s.observe(&record(1), true);
         let (mut t, mut requests) = (Duration::ZERO, 1);
         loop {
             t += s.next_gap(&config, Duration::from_secs(20));

@@ -86,6 +86,10 @@ struct Releasing<'a> {
     waiter: Option<Waiter>,
     /// This release's own attempts; `LeaseCore::pending` holds only heartbeats'.
     mine: OwnWrites,
+    /// Its grants to another process's waiter, apart: if the release fails,
+    /// `mine` goes to this process's acquirer as its own writes, and a grant
+    /// must never look like an acquisition of ours.
+    grants: OwnWrites,
     /// An attempt went unanswered.
     unknown: bool,
 }
@@ -103,6 +107,7 @@ async fn release_inner(
         call_limit: config.call_timeout_for(lease.lease),
         waiter: None,
         mine: OwnWrites::default(),
+        grants: OwnWrites::default(),
         unknown: false,
     };
     // Wait for an in-flight heartbeat (itself bounded), but not past the
@@ -171,20 +176,28 @@ impl Releasing<'_> {
     async fn send(&mut self, core: &LeaseCore, by: Instant) -> Result<Outcome, WriteError> {
         let (engine, name) = (self.engine, &self.lease.name);
         let queues = engine.queues();
-        if let Some(first) = core.queue.entries.first().filter(|_| queues) {
+        let live = core.live_queue();
+        if let Some(first) = live.entries.first().filter(|_| queues) {
             let condition = Condition::QueueIs {
                 version: core.version.clone(),
                 revision: core.queue.revision.clone(),
             };
-            let out = engine.grant_request(name, condition, first, &core.queue);
-            self.mine.push(out.version, out.sent);
+            let out = engine.grant_request(name, condition, first, &live);
+            self.grants.push(out.version, out.sent);
             engine.write_by(out.request, by).await?;
             return Ok(Outcome::Granted(Some(first.clone())));
         }
+        // The queue to store (under a new revision), when a stale entry of
+        // ours is to go.
+        let clean = core.queue_needs_cleaning().then(|| crate::WaitQueue {
+            revision: Some(crate::Version::random()),
+            entries: live.entries.clone(),
+        });
         match (&self.waiter, engine.config.release_mode) {
             (Some(w), _) => {
+                let queue = queues.then(|| (&core.queue, clean.clone()));
                 let out = engine
-                    .handover_request(name, &core.version, &w.spec, by)
+                    .handover_request(name, &core.version, queue, &w.spec, by)
                     .await;
                 self.mine.push(out.version, out.sent);
                 let sent = out.sent;
@@ -192,8 +205,12 @@ impl Releasing<'_> {
                 Ok(Outcome::HandedOver(record, sent))
             }
             (None, ReleaseMode::KeepRecord) => {
-                let out =
-                    engine.release_request(name, &core.version, queues.then_some(&core.queue));
+                let out = engine.release_request_setting(
+                    name,
+                    &core.version,
+                    queues.then_some(&core.queue),
+                    clean,
+                );
                 self.mine.push(out.version, out.sent);
                 engine.write_by(out.request, by).await?;
                 Ok(Outcome::Released)
@@ -217,12 +234,14 @@ impl Releasing<'_> {
             core.queue = r.queue;
             return Step::Again;
         }
+        if self.grants.sent_at(&r.version).is_some() {
+            // This release's grant applied.
+            Metrics::inc(&self.engine.metrics.ambiguous_resolved);
+            return Step::Done(Outcome::Granted(None));
+        }
         if let Some(at) = self.mine.sent_at(&r.version) {
             // One of this release's attempts applied.
             Metrics::inc(&self.engine.metrics.ambiguous_resolved);
-            if r.granted_to.is_some() {
-                return Step::Done(Outcome::Granted(None));
-            }
             if self.waiter.is_some() && !r.released {
                 return Step::Done(Outcome::HandedOver(r, at));
             }

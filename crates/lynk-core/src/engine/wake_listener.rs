@@ -7,19 +7,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
-use crate::wake::{WakeLimiter, WakeListener};
+use crate::wake::WakeListener;
 
 /// How long the listener pauses after a receive error before it listens
 /// again (waiters poll meanwhile).
 const AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// Receives until `stop` is cancelled or the engine is gone.
-pub(crate) async fn listen(
-    engine: Weak<Engine>,
-    listener: WakeListener,
-    limiter: WakeLimiter,
-    stop: CancellationToken,
-) {
+pub(crate) async fn listen(engine: Weak<Engine>, listener: WakeListener, stop: CancellationToken) {
     loop {
         let received = tokio::select! {
             _ = stop.cancelled() => return,
@@ -36,7 +31,7 @@ pub(crate) async fn listen(
                     .as_ref()
                     .map_or("", |w| w.scope.as_str());
                 if wake.scope == scope {
-                    engine.on_wake(&wake.name, &limiter);
+                    engine.on_wake(&wake.name);
                 } else {
                     tracing::trace!(scope = %wake.scope, from = %wake.from, "wake-up for another scope ignored");
                 }

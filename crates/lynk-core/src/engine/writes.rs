@@ -198,10 +198,16 @@ impl Engine {
     /// A handover to the next local waiter: a new acquisition for its spec,
     /// conditioned on the releasing holder's version (or, only in the
     /// negative control, on whatever the store holds).
+    ///
+    /// With a store queue, `queue` is the queue the holder last saw: the
+    /// handover applies only if nobody queued since (else the first queued
+    /// waiter of another process goes first), and `clean` sets the queue to
+    /// it (dropping this process's stale entry).
     pub(crate) async fn handover_request(
         &self,
         name: &str,
         ours: &Version,
+        queue: Option<(&WaitQueue, Option<WaitQueue>)>,
         spec: &AcquireSpec,
         by: Instant,
     ) -> Outgoing {
@@ -211,9 +217,19 @@ impl Engine {
                 _ => Condition::Absent,
             }
         } else {
-            Condition::VersionIs(ours.clone())
+            match queue {
+                Some((seen, _)) => Condition::QueueIs {
+                    version: ours.clone(),
+                    revision: seen.revision.clone(),
+                },
+                None => Condition::VersionIs(ours.clone()),
+            }
         };
-        self.acquire_request(name, condition, QueueUpdate::Keep, spec)
+        let update = match queue {
+            Some((_, Some(clean))) => QueueUpdate::Set(clean),
+            _ => QueueUpdate::Keep,
+        };
+        self.acquire_request(name, condition, update, spec)
     }
 
     /// A release that keeps the record, marked released, with the token. Its
@@ -229,6 +245,18 @@ impl Engine {
         ours: &Version,
         queue: Option<&WaitQueue>,
     ) -> Outgoing {
+        self.release_request_setting(name, ours, queue, None)
+    }
+
+    /// [`release_request`](Engine::release_request) that also stores
+    /// `clean` as the queue (dropping a stale entry of this process).
+    pub(crate) fn release_request_setting(
+        &self,
+        name: &str,
+        ours: &Version,
+        queue: Option<&WaitQueue>,
+        clean: Option<WaitQueue>,
+    ) -> Outgoing {
         let condition = match queue {
             Some(q) => Condition::QueueIs {
                 version: ours.clone(),
@@ -236,14 +264,18 @@ impl Engine {
             },
             None => Condition::VersionIs(ours.clone()),
         };
-        self.outgoing(
+        let mut out = self.outgoing(
             name,
             condition,
             TokenUpdate::Keep,
             Duration::ZERO,
             None,
             true,
-        )
+        );
+        if let Some(clean) = clean {
+            out.request.queue = QueueUpdate::Set(clean);
+        }
+        out
     }
 
     /// The stored record behind a failed condition: the one the store
