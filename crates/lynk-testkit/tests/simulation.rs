@@ -100,12 +100,44 @@ fn no_violations_under_faults_partitions_pauses_crashes_and_skew() {
         "the run exercised pauses, crashes, partitions and wall steps: {totals}"
     );
     assert!(
-        s.handovers > 0 && s.try_granted > 0 && s.try_busy > 0 && s.token_restarts > 0,
-        "handles handed over, try_acquire answered both ways, tokens restarted: {totals}"
+        s.grants > 0 && s.confirmed_grants > 0 && s.ordered_checks > 0,
+        "releases granted to other hosts' queued waiters, which confirmed: {totals}"
+    );
+    assert!(
+        s.wakeups_lost > 0
+            && s.wakeups_duplicated > 0
+            && s.wakeups_delivered > 0
+            && s.wakeup_polls > 0,
+        "wake-ups were lost, duplicated, delivered late and polled on: {totals}"
+    );
+    assert!(
+        s.try_granted > 0 && s.try_busy > 0 && s.token_restarts > 0,
+        "try_acquire answered both ways, tokens restarted: {totals}"
     );
     assert!(
         s.rejected_writes > 0,
         "paused holders' stale writes reached the oracle and were refused: {totals}"
+    );
+}
+
+#[test]
+fn no_violations_without_a_store_queue() {
+    // A backend without a wait queue (Capabilities::wait_queue false):
+    // waiters only poll, and a release hands over to a local waiter.
+    let totals = run_seeds("no store queue", &seeds(12), |seed| SimConfig {
+        seed,
+        store_queue: false,
+        wake_ups: None,
+        ..SimConfig::default()
+    });
+    assert_clean(&totals, "no_violations_without");
+    if totals.seeds < 12 {
+        return;
+    }
+    let s = &totals.sum;
+    assert!(
+        s.handovers > 0 && s.grants == 0,
+        "local handovers, and no grants without a queue: {totals}"
     );
 }
 

@@ -76,6 +76,12 @@ pub struct SimConfig {
     /// Whether to check liveness (meaningful without store faults and
     /// partitions).
     pub check_liveness: bool,
+    /// Wake-ups between the clients, over a network with these faults
+    /// (`None`: waiters only poll).
+    pub wake_ups: Option<super::WakeFaults>,
+    /// Whether the store keeps a wait queue (`false`: every host sees a
+    /// backend without one, as a custom backend might be).
+    pub store_queue: bool,
 }
 
 impl Default for SimConfig {
@@ -114,6 +120,8 @@ impl Default for SimConfig {
             mutations: Mutations::default(),
             fencing: true,
             check_liveness: false,
+            wake_ups: Some(super::WakeFaults::default()),
+            store_queue: true,
         }
     }
 }

@@ -156,6 +156,11 @@ fn incarnation(
     } else {
         Arc::new(faulty)
     };
+    let below: Arc<dyn LockBackend> = if config.store_queue {
+        below
+    } else {
+        Arc::new(super::net::NoQueue(below))
+    };
     let alive = Arc::new(Signal::new(true));
     let seen = Arc::new(SeenTokens::default());
     let net = HostNet {
@@ -165,7 +170,13 @@ fn incarnation(
         seen: seen.clone(),
     };
     let defaults = ClientConfig::default();
-    let client = LockClient::builder(net)
+    let address = format!("host-{}.{number}", host.index);
+    let mut builder = LockClient::builder(net);
+    if let Some(wakes) = &world.wakes {
+        let transport = Arc::new(super::wakes::SimWakeTransport(wakes.clone()));
+        builder = builder.wake_transport(transport, address.clone());
+    }
+    let client = builder
         .clock(host.clock.clone())
         .config(ClientConfig {
             host_identifier: format!("host-{}.{number}", host.index),
@@ -179,6 +190,9 @@ fn incarnation(
             ..defaults
         })
         .build()?;
+    if let Some(wakes) = &world.wakes {
+        wakes.register(address, client.clone());
+    }
     world
         .clients
         .lock()

@@ -41,6 +41,7 @@ mod host;
 mod net;
 mod report;
 mod signal;
+mod wakes;
 mod worker;
 mod world;
 
@@ -50,6 +51,7 @@ use lynk_core::LockBackend;
 
 pub use config::SimConfig;
 pub use report::{SimReport, SimTotals};
+pub use wakes::WakeFaults;
 
 use crate::{CountingBackend, MemoryBackend};
 use world::World;

@@ -243,6 +243,27 @@ impl LockBackend for HostNet {
     }
 }
 
+/// A store without a wait queue (as a custom backend that does not
+/// implement one): waiters poll, releases hand over locally or release.
+#[derive(Debug)]
+pub(super) struct NoQueue(pub(super) Arc<dyn LockBackend>);
+
+#[async_trait]
+impl LockBackend for NoQueue {
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, BackendError> {
+        self.0.read(key).await
+    }
+    async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
+        self.0.write(request).await
+    }
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
+        self.0.delete(key, expected).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities().with_wait_queue(false)
+    }
+}
+
 /// A store that never returns the record with a failed condition (as a
 /// backend without DynamoDB's `ALL_OLD`): the engine must read it.
 #[derive(Debug)]

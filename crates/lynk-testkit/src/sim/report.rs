@@ -17,6 +17,28 @@ pub struct SimReport {
     pub handovers: u64,
     /// Takeovers of an abandoned lease.
     pub takeovers: u64,
+    /// Grants written to the first waiter of the store's queue.
+    pub grants: u64,
+    /// Grants their waiter confirmed (acquisitions by grant).
+    pub confirmed_grants: u64,
+    /// Acquisitions after a release while another host's waiter, healthy
+    /// throughout, had been waiting since at least 0.5 s before the
+    /// acquirer began to wait: the handovers where arrival order could be
+    /// kept or broken.
+    pub ordered_checks: u64,
+    /// Of those, the ones where no such earlier waiter was passed over.
+    pub in_arrival_order: u64,
+    /// Wake-ups sent, lost, duplicated and delivered by the simulated
+    /// network.
+    pub wakeups_sent: u64,
+    /// See [`wakeups_sent`](SimReport::wakeups_sent).
+    pub wakeups_lost: u64,
+    /// See [`wakeups_sent`](SimReport::wakeups_sent).
+    pub wakeups_duplicated: u64,
+    /// See [`wakeups_sent`](SimReport::wakeups_sent).
+    pub wakeups_delivered: u64,
+    /// Early polls wake-ups caused (after the clients' rate limits).
+    pub wakeup_polls: u64,
     /// Store faults injected by the hosts' fault injectors, by kind.
     pub faults: FaultCounts,
     /// Whole-host pauses (of holders, and at random moments).
@@ -70,6 +92,15 @@ impl SimReport {
         self.acquisitions += other.acquisitions;
         self.handovers += other.handovers;
         self.takeovers += other.takeovers;
+        self.grants += other.grants;
+        self.confirmed_grants += other.confirmed_grants;
+        self.ordered_checks += other.ordered_checks;
+        self.in_arrival_order += other.in_arrival_order;
+        self.wakeups_sent += other.wakeups_sent;
+        self.wakeups_lost += other.wakeups_lost;
+        self.wakeups_duplicated += other.wakeups_duplicated;
+        self.wakeups_delivered += other.wakeups_delivered;
+        self.wakeup_polls += other.wakeup_polls;
         self.faults += other.faults;
         self.pauses += other.pauses;
         self.crashes += other.crashes;
@@ -100,7 +131,9 @@ impl SimReport {
     fn figures(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} store operations, {} acquisitions ({} handovers, {} takeovers), \
+            "{} store operations, {} acquisitions ({} handovers, {} takeovers, {} grants / {} confirmed), \
+             fairness: arrival order kept in {} of {} contended handovers, \
+             wake-ups: {} sent ({} lost, {} duplicated, {} delivered, {} early polls), \
              faults: {} ({}), {} pauses, {} crashes, {} partitions ({} calls cut off), {} wall steps, \
              try_acquire: {} granted / {} busy / {} errors, {} acquire timeouts, {} acquire errors, \
              {} grants checked for lease and payload, {} token restarts ({} below an unseen token), \
@@ -109,6 +142,15 @@ impl SimReport {
             self.acquisitions,
             self.handovers,
             self.takeovers,
+            self.grants,
+            self.confirmed_grants,
+            self.in_arrival_order,
+            self.ordered_checks,
+            self.wakeups_sent,
+            self.wakeups_lost,
+            self.wakeups_duplicated,
+            self.wakeups_delivered,
+            self.wakeup_polls,
             self.faults.total(),
             self.faults,
             self.pauses,

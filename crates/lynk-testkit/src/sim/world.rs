@@ -100,13 +100,19 @@ pub(super) struct World {
     pub(super) faults: Mutex<Vec<FaultyBackend<CountingBackend>>>,
     pub(super) clients: Mutex<Vec<LockClient>>,
     pub(super) links: Mutex<Vec<Arc<HostLink>>>,
+    /// The wake-up network, when the run has one.
+    pub(super) wakes: Option<Arc<super::wakes::SimWakes>>,
 }
 
 impl World {
     pub(super) fn new(config: SimConfig, store: CountingBackend) -> Self {
         let real = TestClock::new();
         let start = real.now();
+        let wakes = config.wake_ups.map(|faults| {
+            super::wakes::SimWakes::new(faults, real.clone(), config.seed ^ 0x05ee_da11)
+        });
         World {
+            wakes,
             end: start + config.duration,
             start,
             store,
