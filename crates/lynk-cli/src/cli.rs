@@ -308,6 +308,15 @@ pub struct RunArgs {
     /// Text stored in the lock record while the command runs (see `lynk describe`).
     #[arg(long)]
     pub payload: Option<String>,
+    /// While waiting, listen for wake-up datagrams on this UDP address (ip:port; port 0
+    /// picks one), so the releasing holder can hand over at once instead of at the
+    /// next poll. The holders must reach it (same network; UDP allowed in).
+    #[arg(long, value_name = "ADDR")]
+    pub wake_listen: Option<std::net::SocketAddr>,
+    /// The address other clients send wake-ups to, if not --wake-listen's (required
+    /// when listening on 0.0.0.0).
+    #[arg(long, value_name = "ADDR", requires = "wake_listen")]
+    pub wake_advertise: Option<std::net::SocketAddr>,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,

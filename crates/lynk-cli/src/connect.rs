@@ -32,10 +32,7 @@ pub async fn admin(global: &Global) -> Result<TableAdmin, Failure> {
 /// A caller whose credentials may not describe tables still gets through:
 /// an access-denied answer to the check is logged and ignored.
 pub async fn checked_backend(global: &Global, table: &str) -> Result<DynamoBackend, Failure> {
-    let backend = DynamoBackend::builder(table)
-        .options(aws_options(global))
-        .build()
-        .await?;
+    let backend = unchecked_backend(global, table).await?;
     match backend.admin().check_table(table).await {
         Ok(info) => check_active(&info)?,
         Err(lynk_dynamo::Error::AccessDenied { detail, .. }) => {
@@ -44,6 +41,14 @@ pub async fn checked_backend(global: &Global, table: &str) -> Result<DynamoBacke
         Err(e) => return Err(e.into()),
     }
     Ok(backend)
+}
+
+/// The backend for `table`, without checking the table (no request).
+pub async fn unchecked_backend(global: &Global, table: &str) -> Result<DynamoBackend, Failure> {
+    Ok(DynamoBackend::builder(table)
+        .options(aws_options(global))
+        .build()
+        .await?)
 }
 
 fn check_active(info: &TableInfo) -> Result<(), Failure> {

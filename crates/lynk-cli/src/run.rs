@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{Global, RunArgs};
-use crate::connect::checked_backend;
+use crate::connect::{checked_backend, unchecked_backend};
 use crate::exit::{self, Failure};
 use crate::locks::{acquire_with_wait, not_granted};
 use crate::output::{fmt_duration, Printer};
@@ -40,6 +40,19 @@ fn signal_stream(kind: SignalKind) -> Result<tokio::signal::unix::Signal, Failur
     })
 }
 
+/// Whether `e` may come from a missing or unusable table, which the table's
+/// description explains better.
+fn table_problem(e: &LockError) -> bool {
+    use lynk_core::BackendErrorKind as K;
+    match e {
+        LockError::Backend { source, .. } => matches!(
+            source.kind(),
+            K::TableMissing | K::TableMisconfigured | K::InvalidRequest
+        ),
+        _ => false,
+    }
+}
+
 /// Runs the command under the lock and returns the exit code.
 pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
     // Handle these from the start, so an interrupt while waiting leaves cleanly
@@ -48,10 +61,19 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
     let mut sigterm = signal_stream(SignalKind::terminate())?;
     let mut sighup = signal_stream(SignalKind::hangup())?;
 
-    let backend = checked_backend(global, &args.table).await?;
-    let client = LockClient::builder(backend)
-        .default_lease(args.lease)
-        .build()?;
+    // No table check up front: it would be one more request on every run
+    // (and every wait). A table problem shows as the first attempt's error,
+    // and only then is the table described, for the precise message.
+    let backend = unchecked_backend(global, &args.table).await?;
+    let mut builder = LockClient::builder(backend).default_lease(args.lease);
+    if let Some(listen) = args.wake_listen {
+        let mut wake = lynk_core::WakeUps::new(listen).scope(args.table.clone());
+        if let Some(advertise) = args.wake_advertise {
+            wake = wake.advertise(advertise);
+        }
+        builder = builder.wake_ups(wake);
+    }
+    let client = builder.build()?;
     let mut lock = client.create_lock(&args.lock).with_lease(args.lease);
     if let Some(p) = &args.payload {
         lock = lock.with_payload(p.clone().into_bytes());
@@ -77,6 +99,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
                 return Err(not_granted(&e, &args.table, &args.lock).hint(
                     "the command was not run; wait longer with --wait, or see who holds it with `lynk describe`",
                 ))
+            }
+            Err(e) if table_problem(&e) => {
+                checked_backend(global, &args.table).await?;
+                return Err(e.into());
             }
             Err(e) => return Err(e.into()),
         },
