@@ -52,7 +52,7 @@ def main():
     order = []
     for m in ORDER:
         order.append(m)
-        order += sorted({k[2] for k in data if re.fullmatch(re.escape(m) + r"(_lease\d+s|_wake)", k[2])})
+        order += sorted({k[2] for k in data if re.fullmatch(re.escape(m) + r"(_lease\d+s|_wake|_lib|_lib_wake)", k[2])})
     cols = [c for c in COLS if any((c[0], c[1], m) in data for m in order)]
     metrics = [m for m in order if any((c[0], c[1], m) in data for c in cols)]
     head = ["figure", "unit"] + ["%s %s" % c for c in cols]
@@ -124,6 +124,8 @@ def main():
         ("short critical section handover p50, wake-ups", "handover_short_p50_ms_wake", 20, "ms"),
         ("requests per waiting second (server), defaults", "req_per_wait_s_server", 1, "req/s"),
         ("requests per waiting second (server), wake-ups", "req_per_wait_s_server_wake", 1, "req/s"),
+        ("  the same, library (lynk-bench worker), defaults", "req_per_wait_s_server_lib", 1, "req/s"),
+        ("  the same, library (lynk-bench worker), wake-ups", "req_per_wait_s_server_lib_wake", 1, "req/s"),
     ]
     for server in ("moto", "dynalite"):
         for label, m, limit, unit in goals:

@@ -19,7 +19,9 @@ waiter still waits (the holder has not released). The figure is the
 waiter's requests recorded in [t0, t0 + window] / window. The waiter is:
 
 - `cli`: a command (e.g. `lynk run TABLE LOCK -- true`) started at t0: the
-  count includes everything the process sends from its start;
+  count includes everything the process sends from its start; once the
+  holder has released it must get the lock and end with status 0, else no
+  figure;
 - `worker`: a worker process (the original, dynamodb-lease), started and
   `ready` before t0 (its start-up requests, such as dynamodb-lease's table
   check, are before t0 and not counted), then told `acquire` at t0.
@@ -148,12 +150,17 @@ def one_case(a, server, n, impl, metric, mode, note, setup, holder_cmd, waiter_c
         holder.send("release")
         holder.expect("released")
         if mode == "cli":
-            # It gets the lock and runs its command (`true`): let it end.
+            # It gets the lock and runs its command (`true`): it must end
+            # with status 0, or the figure is not of what it claims (e.g. a
+            # CLI without an option takes the option for the command).
             try:
-                cli.wait(timeout=30)
+                status = cli.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                print("[%s] the waiting lynk run did not end within 30 s of the release" % impl,
+                status = "none within 30 s of the release"
+            if status != 0:
+                print("[%s] %s: the waiting command did not succeed (exit %s); no figure" % (impl, metric, status),
                       file=sys.stderr, flush=True)
+                return
     finally:
         for p in procs:
             if isinstance(p, Worker):
