@@ -162,7 +162,7 @@ fn incarnation(
         Arc::new(super::net::NoQueue(below))
     };
     let alive = Arc::new(Signal::new(true));
-    let seen = Arc::new(SeenTokens::default());
+    let seen = Arc::new(SeenTokens::sharing(world.origins.clone()));
     let net = HostNet {
         inner: below,
         link: host.link.clone(),

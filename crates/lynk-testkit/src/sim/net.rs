@@ -82,9 +82,21 @@ pub(super) struct SeenTokens {
     highest: Mutex<Option<u64>>,
     /// `initial` of each acquisition write → highest token seen at its send.
     initials: Mutex<HashMap<u64, Option<u64>>>,
+    /// The same, for every client of the run (shared).
+    pub(super) origins: Arc<Mutex<std::collections::BTreeMap<u64, Option<u64>>>>,
 }
 
 impl SeenTokens {
+    /// A client's view, recording its wall-clock starts in `origins` too.
+    pub(super) fn sharing(
+        origins: Arc<Mutex<std::collections::BTreeMap<u64, Option<u64>>>>,
+    ) -> Self {
+        SeenTokens {
+            origins,
+            ..SeenTokens::default()
+        }
+    }
+
     fn observe(&self, record: Option<&LockRecord>) {
         if let Some(t) = record.and_then(|r| r.fencing_token) {
             let mut h = self.highest.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,6 +107,11 @@ impl SeenTokens {
     fn sent(&self, request: &WriteRequest) {
         if let TokenUpdate::Next { initial } = request.token {
             let seen = *self.highest.lock().unwrap_or_else(|e| e.into_inner());
+            self.origins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(initial)
+                .or_insert(seen);
             self.initials
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -111,6 +128,18 @@ impl SeenTokens {
             .unwrap_or_else(|e| e.into_inner())
             .get(&token)
             .copied()
+    }
+
+    /// If `token` descends (by `+ 1` per acquisition) from a wall-clock start
+    /// sent by any client of the run, that start's "highest token seen". A
+    /// start applied late (a write held before the store) can recreate a
+    /// deleted record below a token handed out meanwhile, and the tokens
+    /// after it descend from it: the same documented clock dependence.
+    pub(super) fn lineage_of(&self, token: u64) -> Option<Option<u64>> {
+        const ACQUISITIONS_PER_LINEAGE: u64 = 100_000;
+        let origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+        let (&start, &seen) = origins.range(..=token).next_back()?;
+        (token - start < ACQUISITIONS_PER_LINEAGE).then_some(seen)
     }
 }
 

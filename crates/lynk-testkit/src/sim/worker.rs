@@ -182,6 +182,7 @@ impl Handle {
                 watch: watch.clone(),
                 clock: clock.clone(),
                 restart: self.inc.seen.restart_of(token),
+                lineage: self.inc.seen.lineage_of(token),
             });
             h.holdings.len() - 1
         };

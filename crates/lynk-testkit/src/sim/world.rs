@@ -26,6 +26,9 @@ pub(super) struct Holding {
     /// `Some` when the token restarted from the wall clock: the highest
     /// token the client had seen when it sent the write (if any).
     pub(super) restart: Option<Option<u64>>,
+    /// `Some` when the token descends from a wall-clock start by any
+    /// client: that start's highest token seen at its send.
+    pub(super) lineage: Option<Option<u64>>,
 }
 
 impl Holding {
@@ -100,6 +103,9 @@ pub(super) struct World {
     pub(super) faults: Mutex<Vec<FaultyBackend<CountingBackend>>>,
     pub(super) clients: Mutex<Vec<LockClient>>,
     pub(super) links: Mutex<Vec<Arc<HostLink>>>,
+    /// Every client's wall-clock token starts, with the highest token each
+    /// had seen when it sent them.
+    pub(super) origins: Arc<Mutex<std::collections::BTreeMap<u64, Option<u64>>>>,
     /// The wake-up network, when the run has one.
     pub(super) wakes: Option<Arc<super::wakes::SimWakes>>,
 }
@@ -112,6 +118,7 @@ impl World {
             super::wakes::SimWakes::new(faults, real.clone(), config.seed ^ 0x05ee_da11)
         });
         World {
+            origins: Arc::default(),
             wakes,
             end: start + config.duration,
             start,
