@@ -113,6 +113,15 @@ impl Lock {
         let span = tracing::info_span!("lynk.acquire", lock = %self.name);
         async {
             let started = self.client.engine.clock.now();
+            // However this wait ends early (its deadline, or the future
+            // dropped), the acquirer is told at once (after `rx` below is
+            // dropped: declared later, dropped first), so that if nobody
+            // else here waits it leaves the store's queue now, not at its
+            // next poll (where a release might grant the lock to nobody).
+            let _left = NudgeOnExit {
+                engine: &self.client.engine,
+                name: &self.name,
+            };
             let rx = self.enqueue(false)?;
             let grant = match deadline {
                 None => rx.await,
@@ -177,5 +186,18 @@ impl Lock {
             heartbeat: self.heartbeat,
         };
         self.client.engine.enqueue(&self.name, spec, try_once)
+    }
+}
+
+/// Wakes the acquirer of `name` when dropped (see [`Lock::acquire_until`]);
+/// a wake-up it did not need costs it at most one early poll.
+struct NudgeOnExit<'a> {
+    engine: &'a crate::engine::Engine,
+    name: &'a str,
+}
+
+impl Drop for NudgeOnExit<'_> {
+    fn drop(&mut self) {
+        self.engine.nudge_acquirer(self.name);
     }
 }

@@ -291,6 +291,26 @@ impl Acquirer {
         let engine = self.engine.clone();
         let r = match current {
             Some(r) if !r.released => r,
+            Some(r)
+                if self
+                    .entry
+                    .as_ref()
+                    .is_some_and(|e| r.queue.position(&e.id).is_some()) =>
+            {
+                // Free, and we are queued in it (a release that kept the
+                // queue, such as an operator's): take it and leave the queue
+                // in one write, so no dead entry of ours stays behind.
+                let me = self.entry.as_ref().map_or("", |e| e.id.as_str());
+                self.next = Next::Write(Attempt::mine(
+                    Condition::QueueIs {
+                        version: r.version.clone(),
+                        revision: r.queue.revision.clone(),
+                    },
+                    QueueUpdate::Set(r.queue.without(me)),
+                ));
+                self.last = Some(r);
+                return true;
+            }
             _ => {
                 self.next = Next::Write(Attempt::vacant());
                 return true;

@@ -290,6 +290,16 @@ impl Engine {
         self.wake_sender.send(address, scope, name);
     }
 
+    /// A waiter of `name` stopped waiting: if this process waits for nothing
+    /// else there, its acquirer stops and leaves the store's queue now.
+    pub(crate) fn nudge_acquirer(&self, name: &str) {
+        if self.slots.has_no_live_waiter(name) {
+            if let Some(signal) = self.slots.wake_signal(name) {
+                signal.notify_one();
+            }
+        }
+    }
+
     /// A wake-up for `name` arrived (scope already checked): if this client
     /// waits for that lock and the limiter allows, its acquirer polls now.
     pub(crate) fn on_wake(&self, name: &str) {

@@ -157,6 +157,16 @@ impl Slots {
         Enqueued::Queued(Self::settle(&mut map, name))
     }
 
+    /// Whether `name`'s acquirer runs for nobody: every waiter left.
+    pub(crate) fn has_no_live_waiter(&self, name: &str) -> bool {
+        let mut map = self.map();
+        let Some(state) = map.get_mut(name) else {
+            return false;
+        };
+        state.prune();
+        state.acquirer_running && state.waiters.is_empty()
+    }
+
     /// The acquirer of `name`'s wake-up signal.
     pub(crate) fn wake_signal(&self, name: &str) -> Option<Arc<Notify>> {
         self.map().get(name).map(|s| s.wake.clone())

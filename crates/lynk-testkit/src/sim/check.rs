@@ -166,16 +166,22 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
     let bound = (lease.mul_f64(1.0 + config.drift_allowance) + poll.mul_f64(2.4)).div_f64(slowest)
         + config.lock_delay
         + Duration::from_millis(50);
+    let after_release = poll.mul_f64(2.4).div_f64(slowest) + Duration::from_millis(50);
     let skip = lynk_core::ClientConfig::default()
         .grant_lease()
         .mul_f64(1.0 + config.drift_allowance)
         .div_f64(slowest);
-    // Hosts other than `host` that were unhealthy at some point in [from, to].
-    let stalled = |host: usize, from: Instant, to: Instant| {
+    // Hosts that were unhealthy at some point in [from, to] (the waiter's
+    // own host too: an entry its earlier wait could not take out while it
+    // was paused may still be queued ahead of it). Such a dead entry waits
+    // for its turn at the head of the queue, up to a few releases later:
+    // the window starts `LINGER` before the wait (or the release).
+    const LINGER: Duration = Duration::from_secs(60);
+    let stalled = |from: Instant, to: Instant| {
         let mut hosts: Vec<usize> = h
             .unhealthy
             .iter()
-            .filter(|&&(hh, a, b)| hh != host && a < to && b > from)
+            .filter(|&&(_, a, b)| a < to && b > from)
             .map(|&(hh, _, _)| hh)
             .collect();
         hosts.sort_unstable();
@@ -199,8 +205,23 @@ fn liveness(world: &World, h: &History, order: &[&Holding], report: &mut SimRepo
             .map_or(world.end, |x| x.acquired);
         // Waiters on healthy hosts that still waited a bound after the lock
         // was free (or after they began to wait, if later).
-        let bound_for =
-            |w: &&super::world::Wait| bound + skip * stalled(w.host, w.since.max(freed), until);
+        // After a clean release the lock is free (or granted) at once: the
+        // next acquisition is a poll or two away, not a lease.
+        let base = if how == "release" {
+            after_release
+        } else {
+            bound
+        };
+        let bound_for = |w: &&super::world::Wait| {
+            base + skip
+                * stalled(
+                    w.since
+                        .min(freed)
+                        .checked_sub(LINGER)
+                        .unwrap_or(world.start),
+                    until,
+                )
+        };
         let mut checked = h.waits.iter().filter(|w| {
             let from = w.since.max(freed);
             let due = from + bound_for(w);
