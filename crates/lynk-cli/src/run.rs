@@ -53,6 +53,25 @@ fn table_problem(e: &LockError) -> bool {
     }
 }
 
+/// How long `lynk run` waits for DynamoDB's first answer before it describes
+/// the table to find out why there is none.
+const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolves only if DynamoDB has not answered any of the client's requests
+/// within [`FIRST_ANSWER`] and describing the table then fails: that failure
+/// (unreachable endpoint, no such table, ...), instead of retrying forever.
+/// Otherwise it never resolves. Costs no request while DynamoDB answers.
+async fn unanswered(global: &Global, client: &LockClient, table: &str) -> Failure {
+    SystemClock.sleep(FIRST_ANSWER).await;
+    let m = client.metrics();
+    if m.acquired == 0 && m.waits == 0 {
+        if let Err(failure) = checked_backend(global, table).await {
+            return failure;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Runs the command under the lock and returns the exit code.
 pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
     // Handle these from the start, so an interrupt while waiting leaves cleanly
@@ -88,6 +107,7 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
         )
     };
     let guard = tokio::select! {
+        failure = unanswered(global, &client, &args.table) => return Err(failure),
         g = acquire_with_wait(&lock, args.wait) => match g {
             Ok(g) => g,
             Err(e @ LockError::NotGranted { .. }) if crate::locks::store_failed(&e) => {
