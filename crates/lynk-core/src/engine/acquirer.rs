@@ -104,6 +104,8 @@ struct Acquirer {
     entry: Option<QueueEntry>,
     /// Queue writes that conflicted in a row.
     queue_conflicts: u32,
+    /// When the last request (attempt, poll, queue write) was sent.
+    sent: Instant,
     /// A queue write went unanswered: our entry may be stored although the
     /// last record seen does not show it.
     enqueue_uncertain: bool,
@@ -122,6 +124,7 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         host: engine.config.host_identifier.clone(),
         wake: engine.wake_address(),
     });
+    let engine_now = engine.clock.now();
     let mut acquirer = Acquirer {
         backoff: engine.config.initial_backoff,
         engine,
@@ -137,6 +140,7 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         entry,
         queue_conflicts: 0,
         enqueue_uncertain: false,
+        sent: engine_now,
     };
     while acquirer.step().await {}
     acquirer.leave().await;
@@ -168,6 +172,7 @@ impl Acquirer {
             .call_timeout_for(spec.lease)
             .min(config.signal_after(spec.lease));
         let by = engine.clock.now() + limit;
+        self.sent = engine.clock.now();
         engine.slots.note_call(&self.name, Some(engine.clock.now()));
         let current = match std::mem::replace(&mut self.next, Next::Read) {
             Next::Write(attempt) => match self.write(attempt, &spec, by).await {
@@ -395,7 +400,9 @@ impl Acquirer {
         }
         self.queue_conflicts = 0;
         let gap = self.schedule.next_gap(&engine.config, o.lease);
-        let poll_at = now + engine.jitter(gap);
+        // Gaps run from the last request's send, not its answer, so a slow
+        // store does not stretch the quick polls by a round trip each.
+        let poll_at = (self.sent + engine.jitter(gap)).max(now);
         let until = match o.takeover_at(&engine) {
             Some(takeover_at) if takeover_at <= poll_at => takeover_at,
             _ => poll_at,

@@ -30,7 +30,10 @@ pub(crate) async fn listen(engine: Weak<Engine>, listener: WakeListener, stop: C
                     .wake_ups
                     .as_ref()
                     .map_or("", |w| w.scope.as_str());
-                if wake.scope == scope {
+                // An empty scope comes from a holder that does not listen
+                // itself (it has no scope configured): accept it too; the
+                // name check and the limiter still apply.
+                if wake.scope == scope || wake.scope.is_empty() {
                     engine.on_wake(&wake.name);
                 } else {
                     tracing::trace!(scope = %wake.scope, from = %wake.from, "wake-up for another scope ignored");

@@ -60,3 +60,28 @@ pub async fn within<T>(clock: &TestClock, d: Duration, fut: impl Future<Output =
         _ = clock.sleep(d) => None,
     }
 }
+
+/// `inner` as a backend without a wait queue (`Capabilities::wait_queue`
+/// false), as a custom backend might be: waiters only poll and a release
+/// hands over to a local waiter first.
+#[derive(Debug, Clone)]
+pub struct NoQueue<B>(pub B);
+
+#[lynk_core::async_trait]
+impl<B: LockBackend> LockBackend for NoQueue<B> {
+    async fn read(&self, key: &str) -> Result<Option<LockRecord>, lynk_core::BackendError> {
+        self.0.read(key).await
+    }
+    async fn write(
+        &self,
+        request: lynk_core::WriteRequest,
+    ) -> Result<LockRecord, lynk_core::WriteError> {
+        self.0.write(request).await
+    }
+    async fn delete(&self, key: &str, expected: &Version) -> Result<(), lynk_core::WriteError> {
+        self.0.delete(key, expected).await
+    }
+    fn capabilities(&self) -> lynk_core::Capabilities {
+        self.0.capabilities().with_wait_queue(false)
+    }
+}
