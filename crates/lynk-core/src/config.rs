@@ -66,9 +66,10 @@ pub struct ClientConfig {
     /// short leases, see [`ClientConfig::poll_interval_for`]).
     ///
     /// A waiter polls [`first_poll`](ClientConfig::first_poll) after its first
-    /// attempt, then at doubling intervals up to this one, and starts over
-    /// when the lock changes hands. With the defaults (0.1 s, 0.2 s, 0.4 s,
-    /// 0.8 s, then 1.5 s) a short critical section hands over within about
+    /// attempt, then at doubling gaps while under half this one, then at this
+    /// one (the steady gaps jittered +0-20 %), and starts over when the lock
+    /// changes hands (see `engine/poll.rs`). With the defaults (0.1 s, 0.2 s,
+    /// 0.4 s, then 1.5 s) a short critical section hands over within about
     /// 0.1 to 0.2 s, and a 10 s wait costs at most 10 requests: the quick
     /// polls are paid for by a steady period longer than 1 s.
     pub poll_interval: Duration,

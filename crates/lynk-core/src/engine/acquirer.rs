@@ -402,7 +402,12 @@ impl Acquirer {
         let gap = self.schedule.next_gap(&engine.config, o.lease);
         // Gaps run from the last request's send, not its answer, so a slow
         // store does not stretch the quick polls by a round trip each.
-        let poll_at = (self.sent + engine.jitter(gap)).max(now);
+        // Only the steady gaps are jittered (spreading many waiters' polls);
+        // a quick poll comes on time, or it would miss the short critical
+        // section it is for.
+        let steady = gap >= engine.config.poll_interval_for(o.lease);
+        let gap = if steady { engine.jitter(gap) } else { gap };
+        let poll_at = (self.sent + gap).max(now);
         let until = match o.takeover_at(&engine) {
             Some(takeover_at) if takeover_at <= poll_at => takeover_at,
             _ => poll_at,

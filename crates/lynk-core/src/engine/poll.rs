@@ -1,7 +1,8 @@
 //! When a waiter polls: quickly at first, then at the poll interval.
 //!
 //! A waiter's first poll comes [`first_poll`](crate::ClientConfig::first_poll)
-//! after its failed attempt, and each gap doubles up to the poll interval
+//! after its failed attempt, and each gap doubles while under half the poll
+//! interval, then is the poll interval
 //! (see [`ClientConfig::poll_interval_for`](crate::ClientConfig::poll_interval_for)).
 //! A short critical section is thus seen to end within a gap of about its own
 //! length, and a long wait settles at one read per poll interval. The quick
@@ -59,7 +60,11 @@ impl PollSchedule {
             }
         }
         .min(cap);
-        self.gap = Some(gap.saturating_mul(2).min(cap));
+        // Double while the doubled gap is under half the poll interval, then
+        // the poll interval: 0.1, 0.2, 0.4, then 1.5 s by default. (A 0.8 s
+        // step would cost a request in every 10 s of waiting for little.)
+        let doubled = gap.saturating_mul(2);
+        self.gap = Some(if doubled < cap / 2 { doubled } else { cap });
         self.since_quick += gap;
         self.cap = cap;
         gap
@@ -86,14 +91,14 @@ mod tests {
     }
 
     #[test]
-    fn gaps_double_from_the_first_poll_to_the_poll_interval() {
+    fn gaps_double_from_the_first_poll_then_jump_to_the_poll_interval() {
         let config = ClientConfig::default();
         let mut s = PollSchedule::default();
         s.observe(&record(1), true);
         let gaps: Vec<u128> = (0..7)
             .map(|_| s.next_gap(&config, Duration::from_secs(20)).as_millis())
             .collect();
-        assert_eq!(gaps, [100, 200, 400, 800, 1500, 1500, 1500]);
+        assert_eq!(gaps, [100, 200, 400, 1500, 1500, 1500, 1500]);
     }
 
     #[test]
