@@ -8,17 +8,18 @@
 //! were `#[ignore = "BUG: ..."]` until fixed; the one left ignored is a
 //! documented limitation and fails when run with `--ignored`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lynk_core::{
-    BackendErrorKind, ClientConfig, Clock, FencingToken, LeaseWatch, LockBackend, LockClient,
-    LockError, LockGuard, LockRecord, ReleaseMode, Version,
+    BackendErrorKind, ClientConfig, Clock, FencingToken, LockBackend, LockClient, LockError,
+    LockRecord, ReleaseMode, Version,
 };
 use lynk_testkit::{CountingBackend, Fault, MemoryBackend, Op, TestClock};
 use tokio::task::JoinHandle;
 
 mod common;
+use common::monitor::Monitor;
 
 const NAME: &str = "job";
 const LEASE: Duration = Duration::from_secs(10);
@@ -53,86 +54,6 @@ fn process_with(
         .jitter_seed(seed)
         .build()
         .expect("valid config")
-}
-
-#[derive(Default)]
-struct Seen {
-    held: Vec<(String, LeaseWatch)>,
-    log: Vec<(String, Instant, u64)>,
-    violations: Vec<String>,
-}
-
-/// Watches every acquisition: two processes holding at once, or a fencing
-/// token not above every earlier one, is a violation.
-#[derive(Clone, Default)]
-struct Monitor(Arc<Mutex<Seen>>);
-
-impl Monitor {
-    fn acquired(&self, host: &str, g: &LockGuard, now: Instant) {
-        let mut s = self.0.lock().unwrap();
-        let token = g.fencing_token().get();
-        let mut found = Vec::new();
-        for (h, w) in &s.held {
-            // Within one process a handover delivers the next lease just
-            // before the old one is marked ended: compare processes only.
-            if h != host && w.is_held() && !w.is_lost() {
-                found.push(format!(
-                    "{host} acquired (token {token}) while {h} still holds (token {})",
-                    w.fencing_token()
-                ));
-            }
-            if w.fencing_token().get() >= token {
-                found.push(format!(
-                    "{host} acquired token {token}, not above {h}'s earlier token {}",
-                    w.fencing_token()
-                ));
-            }
-        }
-        s.violations.extend(found);
-        s.held.push((host.to_owned(), g.watch()));
-        s.log.push((host.to_owned(), now, token));
-    }
-
-    fn violations(&self) -> Vec<String> {
-        self.0.lock().unwrap().violations.clone()
-    }
-
-    fn order(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(h, _, _)| h.clone())
-            .collect()
-    }
-
-    /// When `host` acquired for the `nth` time (0-based).
-    fn when(&self, host: &str, nth: usize) -> Option<Instant> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(h, _, _)| h == host)
-            .nth(nth)
-            .map(|(_, at, _)| *at)
-    }
-
-    /// (host, ms since `t0`, token) of every acquisition.
-    fn log(&self, t0: Instant) -> Vec<(String, u128, u64)> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(h, at, t)| (h.clone(), (*at - t0).as_millis(), *t))
-            .collect()
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().log.len()
-    }
 }
 
 /// A waiter in process `c`: acquires (within `timeout`, if any), tells the

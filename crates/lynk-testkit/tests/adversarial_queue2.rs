@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lynk_core::{
-    ClientConfig, Clock, LeaseWatch, LockBackend, LockClient, LockError, LockGuard, LockRecord,
-    WakeTransport,
+    ClientConfig, Clock, LockBackend, LockClient, LockError, LockRecord, WakeTransport,
 };
 use lynk_testkit::{CountingBackend, MemoryBackend, TestClock};
 use tokio::task::JoinHandle;
 
 mod common;
+use common::monitor::Monitor;
 
 const NAME: &str = "job";
 
@@ -30,78 +30,6 @@ fn ms(n: u64) -> Duration {
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-#[derive(Default)]
-struct Seen {
-    held: Vec<(String, LeaseWatch)>,
-    log: Vec<(String, Instant, u64)>,
-    violations: Vec<String>,
-}
-
-/// Watches every acquisition: two processes holding at once, or a fencing
-/// token not above every earlier one, is a violation.
-#[derive(Clone, Default)]
-struct Monitor(Arc<Mutex<Seen>>);
-
-impl Monitor {
-    fn acquired(&self, host: &str, g: &LockGuard, now: Instant) {
-        let mut s = self.0.lock().unwrap();
-        let token = g.fencing_token().get();
-        let mut found = Vec::new();
-        for (h, w) in &s.held {
-            if h != host && w.is_held() && !w.is_lost() {
-                found.push(format!(
-                    "{host} acquired (token {token}) while {h} still holds (token {})",
-                    w.fencing_token()
-                ));
-            }
-            if w.fencing_token().get() >= token {
-                found.push(format!(
-                    "{host} acquired token {token}, not above {h}'s earlier token {}",
-                    w.fencing_token()
-                ));
-            }
-        }
-        s.violations.extend(found);
-        s.held.push((host.to_owned(), g.watch()));
-        s.log.push((host.to_owned(), now, token));
-    }
-
-    fn violations(&self) -> Vec<String> {
-        self.0.lock().unwrap().violations.clone()
-    }
-
-    fn order(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(h, _, _)| h.clone())
-            .collect()
-    }
-
-    fn when(&self, host: &str, nth: usize) -> Option<Instant> {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(h, _, _)| h == host)
-            .nth(nth)
-            .map(|(_, at, _)| *at)
-    }
-
-    fn count_of(&self, host: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .filter(|(h, _, _)| h == host)
-            .count()
-    }
 }
 
 /// A process with `config` (its clock, host and seed set here).
@@ -499,13 +427,7 @@ async fn wake_lost_wake_ups_only_cost_a_poll() {
         x_at <= ms(1800) + ms(50),
         "x confirmed {x_at:?} after; released at {:?}, log {:?}",
         released - t0,
-        mon.0
-            .lock()
-            .unwrap()
-            .log
-            .iter()
-            .map(|(h, a, _)| (h.clone(), *a - t0))
-            .collect::<Vec<_>>()
+        mon.log(t0)
     );
     assert_eq!(
         x.metrics().confirmed_grants,

@@ -1,6 +1,8 @@
 //! Helpers shared by the engine's test files.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod monitor;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
