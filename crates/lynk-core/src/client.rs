@@ -54,6 +54,9 @@ use crate::{
 #[derive(Clone)]
 pub struct LockClient {
     pub(crate) engine: Arc<Engine>,
+    /// Per-name state shared by this client's leader observers and
+    /// semaphores.
+    pub(crate) registry: Arc<crate::registry::Registry>,
 }
 
 impl fmt::Debug for LockClient {
@@ -177,7 +180,10 @@ impl LockClientBuilder {
     /// that runtime.
     pub fn build(self) -> Result<LockClient, LockError> {
         let engine = Engine::start(self.backend, self.clock, self.config, self.wake)?;
-        Ok(LockClient { engine })
+        Ok(LockClient {
+            engine,
+            registry: Arc::default(),
+        })
     }
 }
 

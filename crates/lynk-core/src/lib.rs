@@ -45,12 +45,16 @@ pub mod blocking;
 mod client;
 mod clock;
 mod config;
+mod election;
 mod engine;
 mod error;
 mod guard;
 mod lock;
 mod metrics;
+mod multi;
 mod record;
+mod registry;
+mod semaphore;
 mod wake;
 
 pub use backend::{
@@ -64,7 +68,10 @@ pub use config::{
     ClientConfig, Mutations, ReleaseMode, WakeUps, MAX_LEASE, MAX_NAME_BYTES, MAX_PAYLOAD_BYTES,
     MIN_LEASE,
 };
+pub use election::*;
 pub use engine::ShutdownReport;
+pub use multi::*;
+pub use semaphore::*;
 pub use error::{LockError, LostReason};
 pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;

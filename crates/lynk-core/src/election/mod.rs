@@ -1,0 +1,1 @@
+//! Leader election on the lock engine (campaign, leadership, observers).

@@ -1,0 +1,1 @@
+//! Multi-locks: several names taken all or nothing, in one global order.

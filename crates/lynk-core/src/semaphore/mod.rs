@@ -1,0 +1,1 @@
+//! Counting semaphores: N permits under one name, in one record.
