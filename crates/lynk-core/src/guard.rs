@@ -27,6 +27,10 @@ use crate::{FencingToken, LockError, LostReason, Version};
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct LockGuard {
     handle: LeaseHandle,
+    /// The payload last set: the acquisition's, or the one given to
+    /// [`set_payload`](LockGuard::set_payload) (kept here so `payload()`
+    /// can lend it).
+    payload: Option<Bytes>,
 }
 
 impl fmt::Debug for LockGuard {
@@ -43,7 +47,8 @@ impl fmt::Debug for LockGuard {
 
 impl LockGuard {
     pub(crate) fn new(handle: LeaseHandle) -> Self {
-        LockGuard { handle }
+        let payload = handle.lease().payload();
+        LockGuard { handle, payload }
     }
 
     fn lease(&self) -> &Arc<LeaseShared> {
@@ -66,9 +71,47 @@ impl LockGuard {
         self.lease().lease
     }
 
-    /// The payload written with this acquisition.
+    /// The payload of this holder's record: the one written with this
+    /// acquisition, or the last one given to
+    /// [`set_payload`](LockGuard::set_payload).
     pub fn payload(&self) -> Option<&Bytes> {
-        self.lease().payload.as_ref()
+        self.payload.as_ref()
+    }
+
+    /// Replaces the payload in the stored record **without releasing the
+    /// lock**: the fencing token, the lease and the queue of waiters stay as
+    /// they are, and [`payload`](LockGuard::payload) returns the new payload
+    /// from now on. For a leader that changes its address, or a holder that
+    /// publishes its progress.
+    ///
+    /// The change is a heartbeat that carries the new payload: one write
+    /// conditioned on the version this holder stored last, serialized with
+    /// the background heartbeats (it waits for one in flight), and, like a
+    /// heartbeat, it renews the lease. Every later heartbeat writes the new
+    /// payload too.
+    ///
+    /// `Ok` means the store confirmed the new payload. Store errors are
+    /// retried with backoff until [`ClientConfig::release_timeout`](crate::ClientConfig::release_timeout)
+    /// or the lease's lost-signal instant, whichever comes first; then the
+    /// error is returned, and the lock is still held: the heartbeats carry
+    /// the new payload, so the store holds it after the next one that
+    /// succeeds (call `set_payload` again to confirm). The payload never
+    /// goes back to the old one. If another client's record is found
+    /// instead of this holder's, the lease's lost signal fires and the
+    /// result is [`LockError::Lost`]; a lease already lost gives `Lost` too.
+    /// A payload over [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES) is
+    /// refused with [`LockError::InvalidInput`] before anything changes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the change runs in a task of its own and completes even
+    /// if this future is dropped; the new payload is this guard's payload
+    /// from the moment the call starts.
+    pub async fn set_payload(&mut self, payload: impl Into<Bytes>) -> Result<(), LockError> {
+        let payload = payload.into();
+        crate::config::validate_payload(&payload)?;
+        self.payload = Some(payload.clone());
+        self.handle.set_payload(Some(payload)).await
     }
 
     /// The instant (on the client's clock) after which this holder can no

@@ -53,6 +53,21 @@ impl LeaseHandle {
         core.version.clone()
     }
 
+    /// Replaces the payload of the held lease, in the store and in every
+    /// later heartbeat (see [`Engine::set_payload`]), in a task of its own
+    /// (so dropping the returned future does not stop it).
+    pub(crate) async fn set_payload(&self, payload: Option<bytes::Bytes>) -> Result<(), LockError> {
+        let (engine, lease) = (self.engine.clone(), self.lease.clone());
+        let name = lease.name.clone();
+        let task = self
+            .engine
+            .spawn_tracked(async move { engine.set_payload(&lease, payload).await });
+        task.await.unwrap_or(Err(LockError::Internal {
+            name,
+            during: "payload change",
+        }))
+    }
+
     /// Releases the lease in a task of its own (so dropping the returned
     /// future does not stop it) and waits for the outcome.
     pub(crate) async fn release(mut self) -> Result<(), LockError> {

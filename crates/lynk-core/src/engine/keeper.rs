@@ -207,7 +207,7 @@ fn on_beat(
     reschedule(timers, e);
 }
 
-fn lose(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, reason: LostReason) {
+pub(super) fn lose(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, reason: LostReason) {
     // One atomic step: a release that began first wins, and nothing is lost.
     if !lease.mark_lost(reason.clone()) {
         return;
@@ -225,12 +225,7 @@ async fn heartbeat(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, give_up: Inst
     if lease.is_ended() {
         return Beat::Skipped;
     }
-    let out = engine.heartbeat_request(
-        &lease.name,
-        &core.version,
-        lease.lease,
-        lease.payload.clone(),
-    );
+    let out = engine.heartbeat_request(&lease.name, &core.version, lease.lease, lease.payload());
     core.pending.push(out.version.clone(), out.sent);
     let error = match engine.write_by(out.request, give_up).await {
         Ok(record) => {

@@ -99,7 +99,12 @@ pub(crate) struct LeaseShared {
     pub(crate) name: String,
     pub(crate) token: FencingToken,
     pub(crate) lease: Duration,
-    pub(crate) payload: Option<Bytes>,
+    /// The payload every heartbeat writes: the acquisition's, until
+    /// [`Engine::set_payload`](super::Engine::set_payload) replaces it. Changed
+    /// only under [`core`](LeaseShared::core)'s lock, which every heartbeat
+    /// holds while it writes, so a heartbeat never carries a payload older
+    /// than the last one stored by a payload change.
+    payload: Mutex<Option<Bytes>>,
     /// Whether the keeper renews this lease (it always fires the lost signal).
     pub(crate) heartbeat: bool,
     pub(crate) core: tokio::sync::Mutex<LeaseCore>,
@@ -128,7 +133,7 @@ impl LeaseShared {
             name: record.key.clone(),
             token: record.fencing_token.unwrap_or(fallback_token),
             lease: record.lease_duration,
-            payload: record.payload.clone(),
+            payload: Mutex::new(record.payload.clone()),
             heartbeat,
             core: tokio::sync::Mutex::new(LeaseCore {
                 version: record.version.clone(),
@@ -145,6 +150,20 @@ impl LeaseShared {
             ended_signal: CancellationToken::new(),
             released: watch::Sender::new(None),
         }
+    }
+
+    /// The payload heartbeats write now.
+    pub(crate) fn payload(&self) -> Option<Bytes> {
+        self.payload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the payload heartbeats write. Call only while holding
+    /// [`core`](LeaseShared::core)'s lock (see the field).
+    pub(super) fn replace_payload(&self, payload: Option<Bytes>) {
+        *self.payload.lock().unwrap_or_else(|e| e.into_inner()) = payload;
     }
 
     pub(crate) fn valid_from(&self) -> Instant {

@@ -9,13 +9,15 @@
 //!   and nothing of the public face;
 //! - [`calls`]: store calls with time limits; [`token_floor`]: the highest
 //!   token seen per name; [`lease`]: one held lease; [`handle`]: the owned
-//!   lease a waiter is granted; [`shutdown`].
+//!   lease a waiter is granted; [`payload`]: a held lease's payload replaced
+//!   by a heartbeat that carries it; [`shutdown`].
 
 mod acquirer;
 mod calls;
 mod handle;
 mod keeper;
 mod lease;
+mod payload;
 mod poll;
 mod release;
 mod shutdown;
@@ -184,6 +186,16 @@ impl Engine {
         F::Output: Send + 'static,
     {
         self.tasks.spawn_on(task, &self.runtime)
+    }
+
+    /// Spawns a task a shutdown does not wait for (a leader observer's
+    /// poller, which ends when its last observer goes).
+    pub(crate) fn spawn_untracked<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(task)
     }
 
     /// The instant a lease written by a write sent at `sent` is valid from.
