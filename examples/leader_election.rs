@@ -1,6 +1,7 @@
-//! Leader election: one leader among N candidates, followers read who leads
-//! from the lock's payload, and a new leader takes over when the leader
-//! crashes.
+//! Leader election: three candidates campaign, one leads with its address as
+//! payload, a follower watches who leads; the leader moves, then crashes,
+//! and a candidate takes over with a higher term; it resigns, and the last
+//! candidate leads within a poll.
 //!
 //! Runs on the in-memory backend with the test clock, so a minute of
 //! simulated leases takes milliseconds.
@@ -11,95 +12,101 @@
 
 use std::time::Duration;
 
-use lynk_core::{Clock, LockClient, LockError};
+use lynk_core::{Clock, Leadership, LockClient, LockError};
 use lynk_testkit::{MemoryBackend, TestClock};
+use tokio::task::JoinHandle;
 
 const LEASE: Duration = Duration::from_secs(10);
 
-/// Who leads, as followers see it: the holder's payload.
-async fn current_leader(client: &LockClient) -> Result<Option<String>, LockError> {
-    Ok(client
-        .describe("leader")
-        .await?
-        .filter(|r| !r.released)
-        .and_then(|r| r.payload)
-        .map(|p| String::from_utf8_lossy(&p).into_owned()))
-}
-
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), LockError> {
-    let backend = MemoryBackend::new();
-    let clock = TestClock::new();
-    let candidates: Vec<(String, LockClient)> = (1..=3)
-        .map(|i| {
-            let addr = format!("10.0.0.{i}:8080");
-            let client = LockClient::builder(backend.clone())
-                .clock(clock.clone())
-                .host_identifier(format!("node-{i}"))
-                .default_lease(LEASE)
-                .build()?;
-            Ok((addr, client))
-        })
-        .collect::<Result<_, LockError>>()?;
+    let (backend, clock) = (MemoryBackend::new(), TestClock::new());
+    let client = |host: &str| {
+        LockClient::builder(backend.clone())
+            .clock(clock.clone())
+            .host_identifier(host)
+            .default_lease(LEASE)
+            .build()
+    };
 
-    // Every candidate campaigns; exactly one wins, the others wait.
-    let mut campaigns = Vec::new();
-    for (addr, client) in &candidates {
-        let lock = client.create_lock("leader").with_payload(addr.clone());
-        campaigns.push(tokio::spawn(async move { lock.acquire().await }));
+    // Three processes campaign; the first to write leads, the others wait.
+    let mut campaigns: Vec<JoinHandle<Result<Leadership, LockError>>> = Vec::new();
+    for i in 1..=3 {
+        let election = client(&format!("node-{i}"))?
+            .election("scheduler")
+            .with_payload(format!("10.0.0.{i}:8080"));
+        campaigns.push(tokio::spawn(async move { election.campaign().await }));
     }
-    clock.sleep(Duration::from_millis(10)).await;
-    let leader = current_leader(&candidates[0].1).await?.expect("a leader");
-    println!("leader: {leader}");
-    let winner = campaigns
-        .iter()
-        .position(|c| c.is_finished())
-        .expect("one campaign won");
-    let guard = campaigns.remove(winner).await.expect("task")?;
-    assert_eq!(candidates[winner].0, leader);
-    assert_eq!(
-        campaigns.iter().filter(|c| c.is_finished()).count(),
-        0,
-        "one leader only"
+    let mut leader = next_leader(&clock, &mut campaigns).await?;
+    // A follower watches who leads (its first `changed` is the leader now).
+    let mut watch = client("follower")?.observe_leader("scheduler");
+    let seen = watch.changed().await?.expect("a leader");
+    println!(
+        "{} leads, term {}, at {:?}",
+        seen.host,
+        seen.term,
+        String::from_utf8_lossy(&seen.payload.unwrap())
     );
 
-    // The leader crashes: it stops heartbeating without releasing.
-    let old_token = guard.fencing_token();
-    let record = backend.get("leader").expect("record");
-    candidates[winner].1.shutdown().await;
-    backend.put_raw(record);
-    drop(guard);
-    let crashed_at = clock.now();
+    // The leader moves: same term, new address, no election.
+    leader.set_payload("10.0.0.9:8080").await?;
+    let seen = watch.changed().await?.expect("still leading");
+    assert_eq!(seen.term, leader.term());
+    println!(
+        "{} moved to {:?}, term {}",
+        seen.host,
+        String::from_utf8_lossy(&seen.payload.unwrap()),
+        seen.term
+    );
 
-    // A follower takes over once the lease has visibly gone stale.
-    let mut next = None;
-    while next.is_none() {
-        clock.sleep(Duration::from_millis(100)).await;
-        if let Some(i) = campaigns.iter().position(|c| c.is_finished()) {
-            next = Some(campaigns.remove(i).await.expect("task")?);
+    // The leader crashes: heartbeats stop, nothing is released.
+    let old_term = leader.term();
+    leader.into_guard().detach();
+    let crashed = clock.now();
+    let leader = next_leader(&clock, &mut campaigns).await?;
+    println!(
+        "crash: a candidate led {:?} later (bound: lease × 1.01 + one poll), term {} > {old_term}",
+        clock.now() - crashed,
+        leader.term()
+    );
+    assert!(leader.term() > old_term);
+
+    // It resigns: the last candidate, in another process, leads within a poll.
+    let resigned = clock.now();
+    leader.resign().await?;
+    let last = next_leader(&clock, &mut campaigns).await?;
+    println!(
+        "resignation: the next leader led {:?} later",
+        clock.now() - resigned
+    );
+    // The follower saw every change it polled in between.
+    loop {
+        match watch.changed().await? {
+            Some(l) if l.term == last.term() => break,
+            Some(l) => println!("follower: {} leads, term {}", l.host, l.term),
+            None => println!("follower: no leader"),
         }
     }
-    let new_leader = current_leader(&candidates[(winner + 1) % 3].1)
-        .await?
-        .expect("a new leader");
     println!(
-        "{leader} crashed; {new_leader} took over after {:?}",
-        clock.now() - crashed_at
+        "follower: {} leads, term {}",
+        watch.current().unwrap().host,
+        last.term()
     );
-    assert_ne!(new_leader, leader);
-    assert!(
-        clock.now() - crashed_at >= LEASE,
-        "not before the lease ran out"
-    );
-    let next = next.expect("new leader");
-    println!(
-        "new leader's fencing token {} > old {old_token}",
-        next.fencing_token()
-    );
-    assert!(next.fencing_token() > old_token);
-    next.release().await?;
-    for c in campaigns {
-        c.abort();
-    }
+    last.resign().await?;
+    assert_eq!(watch.changed().await?, None);
+    println!("no leader");
     Ok(())
+}
+
+/// The campaign that wins next.
+async fn next_leader(
+    clock: &TestClock,
+    campaigns: &mut Vec<JoinHandle<Result<Leadership, LockError>>>,
+) -> Result<Leadership, LockError> {
+    loop {
+        if let Some(i) = campaigns.iter().position(|c| c.is_finished()) {
+            return campaigns.remove(i).await.expect("campaign task");
+        }
+        clock.sleep(Duration::from_millis(10)).await;
+    }
 }
