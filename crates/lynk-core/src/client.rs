@@ -281,7 +281,8 @@ impl LockClient {
         self.engine.held_names()
     }
 
-    /// Releases every lock this client holds, fails every waiting acquire
+    /// Releases every lock and semaphore permit this client holds, fails
+    /// every waiting acquire
     /// with [`LockError::ShutDown`], stops the heartbeat task, and reports
     /// per lock what happened. Guards of released locks see their lost-lease
     /// signal fire with [`LostReason::ClientShutDown`](crate::LostReason::ClientShutDown)
@@ -302,6 +303,8 @@ impl LockClient {
     /// Cancel safe: the releases run in tasks of their own and complete even
     /// if this future is dropped; only the report is lost.
     pub async fn shutdown(&self) -> ShutdownReport {
+        let semaphores = self.registry.all::<crate::semaphore::SemaphoreCore>();
+        futures::future::join_all(semaphores.iter().map(|(_, core)| core.shutdown())).await;
         self.engine.shutdown().await
     }
 }

@@ -70,13 +70,13 @@ pub use config::{
 };
 pub use election::*;
 pub use engine::ShutdownReport;
-pub use multi::*;
-pub use semaphore::*;
 pub use error::{LockError, LostReason};
 pub use guard::{LeaseWatch, LockGuard};
 pub use lock::Lock;
 pub use metrics::MetricsSnapshot;
+pub use multi::*;
 pub use record::{FencingToken, LockRecord, QueueEntry, Version, WaitQueue};
+pub use semaphore::*;
 pub use wake::{
     encode_wake, parse_wake, Wake, WakeError, WakeLimiter, WakeLimits, WakeListener, WakeSender,
     WakeTransport, DEFAULT_WAKE_LIMITER_KEYS, MAX_WAKE_DATAGRAM_BYTES, WAKE_PROTOCOL,
