@@ -326,3 +326,34 @@ async fn a_mutex_and_a_semaphore_of_one_name_exclude_each_other() {
     assert!(matches!(err, LockError::NotGranted { .. }), "{err}");
     drop(p);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_counts_from_its_send_not_its_answer() {
+    let backend = MemoryBackend::new();
+    let clock = TestClock::new();
+    let faulty = common::faulty(backend.clone(), &clock);
+    let c = client(faulty.clone(), &clock, "a");
+    let p = c.semaphore("jobs", 2).acquire().await.unwrap();
+    let start = clock.now();
+    let every = c.config().heartbeat_every(LEASE);
+    let safe_for = c.config().safe_for(LEASE);
+    // The next renewal applies at once, but its answer takes 2 s.
+    faulty.inject(
+        Some(Op::Write),
+        None,
+        Fault::DelayResponse(Duration::from_secs(2)),
+        Some(1),
+    );
+    clock.advance(every + Duration::from_secs(3)).await;
+    let deadline = p.safe_deadline();
+    assert!(
+        deadline > start + safe_for,
+        "the renewal was taken in: {:?} after the start",
+        deadline - start
+    );
+    assert!(
+        deadline <= start + every + safe_for + Duration::from_millis(5),
+        "valid from the renewal's send, not its answer: deadline {:?} after the start",
+        deadline - start
+    );
+}
