@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::parse::{parse_lease, parse_lock_name, parse_table_name, parse_wait};
+use crate::parse::{parse_lease, parse_lock_name, parse_permits, parse_table_name, parse_wait};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
   lynk create-table my-locks                   # a lock table (tagged lynk=lock-table)
   lynk list-tables
   lynk run my-locks nightly --wait 5m -- ./migrate.sh
+  lynk run my-locks encoders --permits 3 -- ./encode.sh   # at most 3 at once
+  lynk run my-locks account/a account/b -- ./transfer.sh  # both locks, all or nothing
+  lynk leader run my-locks scheduler --payload \"$(hostname)\" -- ./schedule.sh
+  lynk leader show my-locks scheduler
   lynk locks my-locks                          # who holds what
   lynk demo                                    # the original quickstart, in memory, no AWS needed
 
@@ -22,7 +26,7 @@ by --region, --profile and --endpoint-url.
 Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 lock not granted,
 4 lease lost or lock no longer held, 5 AWS unreachable/throttled, 6 AWS configuration,
 credentials or permissions, 7 table missing or unusable, 8 cancelled by the operator;
-`lynk run` otherwise exits with the command's own code. See docs/cli.md.";
+`lynk run` and `lynk leader run` otherwise exit with the command's own code. See docs/cli.md.";
 
 /// lynk: distributed locks kept in DynamoDB.
 #[derive(Debug, Parser)]
@@ -156,23 +160,46 @@ Examples:
   lynk describe my-locks nightly
   lynk describe my-locks 'my lock' --output json")]
     Describe(LockArgs),
-    /// Run a command while holding a lock (like flock(1), across machines).
+    /// Run a command while holding a lock, a semaphore permit, or several locks.
     #[command(after_help = "\
 Acquires the lock (waiting up to --wait; forever if not given), runs COMMAND with
 LYNK_FENCING_TOKEN, LYNK_LOCK_NAME and LYNK_TABLE in its environment while heartbeating
 the lease, releases the lock when it exits, and exits with its exit code (128+N if it
 was killed by signal N). SIGTERM and SIGHUP sent to lynk are passed on to the command.
 
+With --permits N, NAME is a counting semaphore: at most N commands hold one of its N
+permits at once (every user must give the same N). LYNK_FENCING_TOKEN is the permit's.
+With several names, all the locks are taken (in byte order) or none; the command gets
+LYNK_FENCING_TOKENS=\"a=5,b=9\" (name=token, in the order given) and LYNK_LOCK_NAMES.
+
 If the lock is not granted within --wait: exit 3, the command is not run.
 If the lease is lost (taken over, released by an operator, store unreachable): the
 command gets SIGTERM, then SIGKILL after --grace; exit 4.
 If the command cannot be started: exit 127 (not found) or 126 (not executable).
+Bad inputs (--permits 0 or above 100, a name given twice, more than 100 names, a
+permit count other than the stored one): exit 2.
 
 Examples:
   lynk run my-locks nightly -- ./migrate.sh --all
   lynk run my-locks nightly --wait 0 -- ./job.sh        # skip if someone else runs it
-  lynk run my-locks leader --lease 30s --grace 5s -- sh -c 'exec ./serve --token \"$LYNK_FENCING_TOKEN\"'")]
+  lynk run my-locks leader --lease 30s --grace 5s -- sh -c 'exec ./serve --token \"$LYNK_FENCING_TOKEN\"'
+  lynk run my-locks encoders --permits 4 -- ./encode.sh  # at most 4 at once, across machines
+  lynk run my-locks account/alice account/bob -- sh -c 'echo \"$LYNK_FENCING_TOKENS\"'")]
     Run(RunArgs),
+    /// Leader election for scripts: run a command while leader, show or follow the leader.
+    #[command(
+        subcommand,
+        after_help = "\
+An election is a lock name whose holder is the leader; its term is the fencing token,
+higher for every new leader. Candidates wait in line; a leader that crashes is replaced
+once its lease has passed (lease x 1.01, plus one poll).
+
+Examples:
+  lynk leader run my-locks scheduler --payload 10.0.0.7:8080 -- ./schedule.sh
+  lynk leader show my-locks scheduler
+  lynk leader follow my-locks scheduler --output json"
+    )]
+    Leader(LeaderCommand),
     /// Acquire a lock and keep it after exiting, for scripts (no heartbeat).
     #[command(after_help = "\
 Nothing heartbeats the lock after lynk exits: choose a lease longer than the work,
@@ -293,9 +320,12 @@ pub struct RunArgs {
     /// The table name.
     #[arg(value_parser = parse_table_name)]
     pub table: String,
-    /// The lock name (1 to 2048 bytes).
-    #[arg(value_parser = parse_lock_name)]
-    pub lock: String,
+    /// The lock name (1 to 2048 bytes); several names: all of them, or none.
+    #[arg(required = true, num_args = 1.., value_name = "LOCK", value_parser = parse_lock_name)]
+    pub locks: Vec<String>,
+    /// LOCK is a counting semaphore with this many permits (1 to 100): hold one of them.
+    #[arg(long, value_name = "N", value_parser = parse_permits)]
+    pub permits: Option<u32>,
     /// The lease: how long the lock outlives a crashed lynk (heartbeat every third of it).
     #[arg(long, default_value = "20s", value_parser = parse_lease)]
     pub lease: Duration,
@@ -308,6 +338,22 @@ pub struct RunArgs {
     /// Text stored in the lock record while the command runs (see `lynk describe`).
     #[arg(long)]
     pub payload: Option<String>,
+    /// Wake-ups while waiting.
+    #[command(flatten)]
+    pub wake: WakeArgs,
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        last = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+/// Wake-up options of the commands that wait for a lock.
+#[derive(Debug, Args)]
+pub struct WakeArgs {
     /// While waiting, listen for wake-up datagrams on this UDP address (ip:port; port 0
     /// picks one), so the releasing holder can hand over at once instead of at the
     /// next poll. The holders must reach it (same network; UDP allowed in).
@@ -317,14 +363,90 @@ pub struct RunArgs {
     /// when listening on 0.0.0.0).
     #[arg(long, value_name = "ADDR", requires = "wake_listen")]
     pub wake_advertise: Option<std::net::SocketAddr>,
+}
+
+/// The `lynk leader` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LeaderCommand {
+    /// Campaign, then run a command while leader (resigns when it exits).
+    #[command(after_help = "\
+Waits until this process leads (up to --wait; forever if not given), then runs COMMAND
+with LYNK_TERM (the term: a fencing token higher than every earlier leader's),
+LYNK_LEADER_PAYLOAD, LYNK_FENCING_TOKEN (= LYNK_TERM), LYNK_LOCK_NAME and LYNK_TABLE in
+its environment. When the command exits, lynk resigns (a waiting candidate takes over at
+once) and exits with the command's code. If leadership is lost, the command gets SIGTERM,
+then SIGKILL after --grace; exit 4. Not leader within --wait: exit 3, the command is not run.
+
+Examples:
+  lynk leader run my-locks scheduler -- ./schedule.sh
+  lynk leader run my-locks scheduler --payload 10.0.0.7:8080 --lease 10s -- ./serve.sh
+  lynk leader run my-locks scheduler --wait 0 -- ./once.sh   # only if nobody leads")]
+    Run(LeaderRunArgs),
+    /// Print the current leader (host, term, payload), or that there is none.
+    #[command(after_help = "\
+Exit 0 whether or not there is a leader (JSON: \"leader\": null when there is none).
+The leader is what the election's record says now: a leader that crashed still shows
+until its lease has passed and a candidate takes over.
+
+Examples:
+  lynk leader show my-locks scheduler
+  lynk leader show my-locks scheduler --output json | jq -r .leader.payload")]
+    Show(ElectionArgs),
+    /// Print a line whenever the leader changes, until interrupted.
+    #[command(after_help = "\
+Prints the leader as first read, then one line per change (new leader, new term, new
+payload, or no leader), one poll per lease/4 (at most 1.5 s). With --output json, one
+JSON object per line. Runs until interrupted (SIGINT, SIGTERM or SIGHUP: exit 0).
+
+Examples:
+  lynk leader follow my-locks scheduler
+  lynk leader follow my-locks scheduler --output json | while read -r l; do ...; done")]
+    Follow(ElectionArgs),
+}
+
+/// Options of `lynk leader run`.
+#[derive(Debug, Args)]
+pub struct LeaderRunArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The election's name (the name of the lock its leader holds).
+    #[arg(value_parser = parse_lock_name)]
+    pub election: String,
+    /// Text followers see while this process leads (e.g. its address).
+    #[arg(long)]
+    pub payload: Option<String>,
+    /// The leader's lease: a crashed leader is replaced after about this long.
+    #[arg(long, default_value = "20s", value_parser = parse_lease)]
+    pub lease: Duration,
+    /// Give up after waiting this long to lead (0: try once; default: wait forever).
+    #[arg(long, value_parser = parse_wait)]
+    pub wait: Option<Duration>,
+    /// After leadership is lost, how long the command has between SIGTERM and SIGKILL.
+    #[arg(long, default_value = "10s", value_parser = parse_wait)]
+    pub grace: Duration,
+    /// Wake-ups while waiting.
+    #[command(flatten)]
+    pub wake: WakeArgs,
     /// The command and its arguments (after `--`).
     #[arg(
         required = true,
-        trailing_var_arg = true,
+        last = true,
         allow_hyphen_values = true,
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+/// A table and an election name.
+#[derive(Debug, Args)]
+pub struct ElectionArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// The election's name.
+    #[arg(value_parser = parse_lock_name)]
+    pub election: String,
 }
 
 /// Options of `lynk acquire`.

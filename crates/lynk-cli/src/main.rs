@@ -6,6 +6,7 @@ mod cli;
 mod connect;
 mod demo;
 mod exit;
+mod leader;
 mod locks;
 mod output;
 mod parse;
@@ -87,6 +88,7 @@ async fn dispatch(global: &Global, command: Command) -> Result<i32, Failure> {
         Command::Acquire(args) => locks::acquire(global, args).await,
         Command::Release(args) => locks::release(global, args).await,
         Command::Run(args) => run::run(global, args).await,
+        Command::Leader(command) => leader::dispatch(global, command).await,
         Command::Demo(_) | Command::Completions(_) => Ok(exit::OK), // handled before
     }
 }

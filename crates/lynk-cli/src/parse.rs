@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lynk_core::{MAX_LEASE, MAX_NAME_BYTES, MIN_LEASE};
+use lynk_core::{MAX_LEASE, MAX_NAME_BYTES, MAX_PERMITS, MIN_LEASE};
 
 use crate::output::fmt_duration;
 
@@ -93,6 +93,26 @@ pub fn parse_lock_name(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// A semaphore's permit count: 1 to [`MAX_PERMITS`].
+pub fn parse_permits(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let range = format!("a semaphore has 1 to {MAX_PERMITS} permits");
+    if t.is_empty() || !t.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "invalid permit count {text:?}: give a whole number; {range}"
+        ));
+    }
+    match t.parse::<u32>() {
+        Ok(0) => Err(format!(
+            "invalid permit count 0: {range} (to let one command run at a time, leave --permits out: a lock is cheaper)"
+        )),
+        Ok(n) if n <= MAX_PERMITS => Ok(n),
+        _ => Err(format!(
+            "invalid permit count {t}: {range} (every permit is a line of the semaphore's one record, which every renewal rewrites)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +147,19 @@ mod tests {
         assert!(parse_lease("8d").is_err());
         assert_eq!(parse_lease("7d"), Ok(MAX_LEASE));
         assert_eq!(parse_lease("100ms"), Ok(MIN_LEASE));
+    }
+
+    #[test]
+    fn permits_are_bounded() {
+        assert_eq!(parse_permits("1"), Ok(1));
+        assert_eq!(parse_permits("100"), Ok(MAX_PERMITS));
+        assert!(parse_permits("0").unwrap_err().contains("1 to 100"));
+        assert!(parse_permits("101").unwrap_err().contains("1 to 100"));
+        assert!(parse_permits("99999999999999999999")
+            .unwrap_err()
+            .contains("1 to 100"));
+        assert!(parse_permits("-1").unwrap_err().contains("whole number"));
+        assert!(parse_permits("two").unwrap_err().contains("whole number"));
     }
 
     #[test]

@@ -197,3 +197,100 @@ pub async fn create_plain_table(endpoint: &str, table: &str, key: &str) {
         .await
         .expect("create table");
 }
+
+/// A spawned process in a process group of its own (with everything it
+/// starts): SIGKILLed as a group when dropped, so a failing test leaves no
+/// `lynk` or command behind.
+pub struct Group {
+    /// The process (its pid is the group's id).
+    pub child: Child,
+}
+
+impl Group {
+    /// Spawns `command` as the leader of a new process group.
+    pub fn spawn(mut command: StdCommand) -> Group {
+        use std::os::unix::process::CommandExt;
+        let child = command.process_group(0).spawn().expect("spawns");
+        Group { child }
+    }
+
+    /// Sends `signal` to the whole group.
+    pub fn signal_group(&self, signal: nix::sys::signal::Signal) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, signal);
+    }
+
+    /// Sends `signal` to the group leader only (lynk itself).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+    }
+
+    /// Waits for the exit, up to `limit`; `None` if still running then.
+    pub fn wait_for(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let until = lynk_core::Clock::now(&lynk_core::SystemClock) + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if lynk_core::Clock::now(&lynk_core::SystemClock) >= until {
+                return None;
+            }
+            pause(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal_group(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh scratch directory under the system's temp dir, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates one.
+    pub fn new(prefix: &str) -> Scratch {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("lynk-cli-{prefix}-{}", &id[..12]));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    /// A path inside it.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `path` exists and returns its trimmed content, or `None`
+/// after `limit`.
+pub fn wait_for_file(path: &std::path::Path, limit: std::time::Duration) -> Option<String> {
+    let until = lynk_core::Clock::now(&lynk_core::SystemClock) + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Some(text.trim().to_owned());
+        }
+        if lynk_core::Clock::now(&lynk_core::SystemClock) >= until {
+            return None;
+        }
+        pause(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Blocks this test thread for `d`. The tests that use it wait for other
+/// processes (lynk and its commands), whose timing no clock of the test can
+/// control, so the real clock is the one to wait on.
+#[allow(clippy::disallowed_methods)]
+pub fn pause(d: std::time::Duration) {
+    std::thread::sleep(d);
+}
