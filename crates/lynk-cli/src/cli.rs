@@ -373,8 +373,8 @@ pub enum LeaderCommand {
 Waits until this process leads (up to --wait; forever if not given), then runs COMMAND
 with LYNK_TERM (the term: a fencing token higher than every earlier leader's),
 LYNK_LEADER_PAYLOAD, LYNK_FENCING_TOKEN (= LYNK_TERM), LYNK_LOCK_NAME and LYNK_TABLE in
-its environment. When the command exits, lynk resigns (a waiting candidate takes over at
-once) and exits with the command's code. If leadership is lost, the command gets SIGTERM,
+its environment. When the command exits, lynk resigns (the next candidate takes over at its
+next poll) and exits with the command's code. If leadership is lost, the command gets SIGTERM,
 then SIGKILL after --grace; exit 4. Not leader within --wait: exit 3, the command is not run.
 
 Examples:
