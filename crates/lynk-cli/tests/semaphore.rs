@@ -53,8 +53,8 @@ fn n_plus_two_processes_never_run_more_than_n_commands_at_once() {
     let scratch = Scratch::new("sem");
     let log = scratch.path("log");
     // Each command appends one line when it starts and one when it ends
-    // (O_APPEND writes of a few bytes are atomic), holding its permit 1.5 s.
-    let script = r#"echo "start $LYNK_FENCING_TOKEN" >> "$LOG"; sleep 1.5; echo "end $LYNK_FENCING_TOKEN" >> "$LOG""#;
+    // (O_APPEND writes of a few bytes are atomic), holding its permit 2 s.
+    let script = r#"echo "start $LYNK_FENCING_TOKEN" >> "$LOG"; sleep 2; echo "end $LYNK_FENCING_TOKEN" >> "$LOG""#;
     let started = SystemClock.now();
     let mut runners: Vec<Group> = (0..N + 2)
         .map(|_| {
@@ -103,7 +103,8 @@ fn n_plus_two_processes_never_run_more_than_n_commands_at_once() {
         N + 2,
         "every permit has its own token:\n{text}"
     );
-    // The permits were used side by side (4 x 1.5 s on one permit would be 6 s+).
+    // The permits were used side by side: the second was taken within the 2 s
+    // the first was held (not a bound on speed, a check that N > 1 is used).
     assert_eq!(most, N, "the {N} permits were never all in use:\n{text}");
 }
 
