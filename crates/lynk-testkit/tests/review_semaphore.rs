@@ -537,6 +537,11 @@ async fn at_most_n_holders_and_distinct_tokens_under_lost_and_delayed_responses(
         "{} holders at once",
         holders.max.load(Ordering::SeqCst)
     );
+    assert_eq!(
+        holders.max.load(Ordering::SeqCst),
+        2,
+        "both permits were in use at once (the run did contend)"
+    );
     let tokens = holders.tokens.lock().unwrap().clone();
     let distinct: HashSet<_> = tokens.iter().collect();
     assert_eq!(distinct.len(), tokens.len(), "a token repeated: {tokens:?}");
