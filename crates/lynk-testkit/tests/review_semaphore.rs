@@ -3,9 +3,10 @@
 //! accounting, tokens, lost signals), its liveness (stuck waiters and
 //! releases, the cross-process queue) and its interop with the mutex.
 //!
-//! Tests marked `#[ignore = "finding N: ..."]` fail on the current code: each
-//! is a bug, explained next to the test. The others are probes of the
-//! riskiest paths that held up, kept as regressions.
+//! Tests marked "Regression for finding N" each failed on the first
+//! version of the semaphore: each was a bug, explained next to the test, and
+//! fixed in `semaphore/core.rs` (the fix cites the finding). The others are
+//! probes of the riskiest paths that held up, kept as regressions.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -74,7 +75,7 @@ fn lines(backend: &MemoryBackend, key: &str, kind: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 1: lost signal fires after the safe deadline when store calls hang (call_deadline not capped at the signal instant)"]
+// Regression for finding 1 of the review (fixed).
 async fn lost_signal_fires_before_the_safe_deadline_when_the_store_hangs() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -109,7 +110,7 @@ async fn lost_signal_fires_before_the_safe_deadline_when_the_store_hangs() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 2: try_acquire hangs for ever while the store is unreachable"]
+// Regression for finding 2 of the review (fixed).
 async fn try_acquire_answers_while_the_store_is_down() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -138,7 +139,7 @@ async fn try_acquire_answers_while_the_store_is_down() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 3: release() of a permit lost past its safe deadline returns Ok"]
+// Regression for finding 3 of the review (fixed).
 async fn releasing_a_lost_permit_is_not_ok() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -184,7 +185,7 @@ async fn releasing_a_lost_permit_is_not_ok() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 4: acquire returns a permit already past its safe deadline after a late-resolved claim"]
+// Regression for finding 4 of the review (fixed).
 async fn a_late_resolved_claim_is_not_handed_out_expired() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -241,7 +242,7 @@ async fn a_late_resolved_claim_is_not_handed_out_expired() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 5: permit tokens repeat (u64::MAX) instead of TokenExhausted"]
+// Regression for finding 5 of the review (fixed).
 async fn permit_tokens_never_repeat_at_the_top() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -311,7 +312,7 @@ impl LockBackend for RetriesInternally {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 6: a write retried inside the store client (condition fails on our own version) orphans the claim"]
+// Regression for finding 6 of the review (fixed).
 async fn a_claim_retried_inside_the_store_client_is_ours() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -352,7 +353,7 @@ async fn a_claim_retried_inside_the_store_client_is_ours() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 7: a w line created by a short-lease waiter is removed as stale while a long-lease waiter of the same client waits"]
+// Regression for finding 7 of the review (fixed).
 async fn a_queued_client_keeps_its_place_when_its_head_waiter_changes() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();
@@ -423,7 +424,7 @@ async fn a_queued_client_keeps_its_place_when_its_head_waiter_changes() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 8: a claim applied after its acquire gave up blocks the permit for a lease, even for the same client"]
+// Regression for finding 8 of the review (fixed).
 async fn a_claim_applied_after_its_acquire_gave_up_is_not_left_to_go_stale() {
     let backend = MemoryBackend::new();
     let clock = TestClock::new();

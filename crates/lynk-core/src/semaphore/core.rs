@@ -135,6 +135,9 @@ struct Task {
     holders: HashMap<String, Holder>,
     waiters: VecDeque<Waiter>,
     claim: Option<Claim>,
+    /// Ids of claims abandoned while their write's outcome was unknown:
+    /// their lines, if any, are ours to remove.
+    orphans: Vec<String>,
     /// Fresh for try-only waiters: bumped at every store answer.
     answers: u64,
     try_seen: HashMap<usize, u64>,
@@ -164,6 +167,7 @@ impl Task {
             holders: HashMap::new(),
             waiters: VecDeque::new(),
             claim: None,
+            orphans: Vec::new(),
             answers: 0,
             try_seen: HashMap::new(),
             queue_id: Version::random().as_str().to_owned(),
@@ -261,7 +265,7 @@ impl Task {
                 for w in self.waiters.drain(..) {
                     let _ = w.reply.send(Err(LockError::ShutDown));
                 }
-                self.claim = None;
+                self.abandon_claim();
                 for h in self.holders.values_mut() {
                     h.shared.mark_lost(LostReason::ClientShutDown);
                     h.wants_release = true;
@@ -335,7 +339,7 @@ impl Task {
         while let Some(head) = self.waiters.front() {
             if head.reply.is_closed() {
                 self.waiters.pop_front();
-                self.claim = None;
+                self.abandon_claim();
                 self.try_seen.clear();
                 continue;
             }
@@ -364,6 +368,16 @@ impl Task {
                 }
             },
         })
+    }
+
+    /// Forgets the head's claim; if a write carrying it may still apply
+    /// (or did), its line is ours to remove (finding 8).
+    fn abandon_claim(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            if !self.pending.is_empty() {
+                self.orphans.push(claim.id);
+            }
+        }
     }
 
     fn head_permits(&self) -> Option<u32> {
@@ -399,7 +413,7 @@ impl Task {
         if let (Reading::Table(t), Some(head)) = (&reading, self.waiters.front()) {
             if self.seen.as_ref().is_some_and(|s| s.record.is_some()) && head.permits != t.permits {
                 let head = self.waiters.pop_front().expect("head exists");
-                self.claim = None;
+                self.abandon_claim();
                 let _ = head.reply.send(Err(LockError::invalid(
                     "permits",
                     format!(
@@ -420,7 +434,7 @@ impl Task {
                 let asked_at = self.try_seen.get(&0).copied().unwrap_or(0);
                 if self.answers > asked_at {
                     let head = self.waiters.pop_front().expect("head exists");
-                    self.claim = None;
+                    self.abandon_claim();
                     self.try_seen.clear();
                     let _ = head.reply.send(Ok(None));
                     return self.next_step(now);
@@ -459,10 +473,20 @@ impl Task {
                 at(t + config.release_timeout);
             }
         }
-        if let Some((_, renewed)) = &self.queued {
-            if let Some(w) = self.waiters.front() {
-                at(*renewed + config.heartbeat_every(w.lease));
-            }
+        if let (Some((_, renewed)), Some(w)) = (&self.queued, self.waiters.front()) {
+            let line_lease = self
+                .seen
+                .as_ref()
+                .and_then(|s| s.record.as_ref())
+                .and_then(|r| PermitTable::parse(r.payload.as_deref()).ok())
+                .and_then(|t| {
+                    t.waiting
+                        .iter()
+                        .find(|l| l.id == self.queue_id)
+                        .map(|l| l.lease)
+                })
+                .unwrap_or(w.lease);
+            at(*renewed + config.heartbeat_every(line_lease.min(w.lease)));
         }
         if !self.waiters.is_empty() {
             if let Some(p) = self.next_poll {
@@ -540,9 +564,10 @@ impl Task {
             .filter(|l| self.line_stale(&l.id, &l.beat, l.lease, now))
             .map(|l| l.id.clone())
             .collect();
+        let orphans = &self.orphans;
         table.held.retain(|l| match holders.get(&l.id) {
             Some(h) => !(h.lost || h.wants_release),
-            None => !stale.contains(&l.id),
+            None => !stale.contains(&l.id) && !orphans.contains(&l.id),
         });
         changed |= table.held.len() != before;
         let before = table.waiting.len();
@@ -586,7 +611,16 @@ impl Task {
                     }
                 };
                 let next = match base_token {
-                    Some(t) => FencingToken::new(t.get().saturating_add(1)),
+                    Some(t) if t.get() == u64::MAX => {
+                        // No higher token exists (finding 5): refuse.
+                        let head = self.waiters.pop_front().expect("head exists");
+                        self.abandon_claim();
+                        let _ = head.reply.send(Err(LockError::TokenExhausted {
+                            name: self.name.clone(),
+                        }));
+                        return None;
+                    }
+                    Some(t) => FencingToken::new(t.get() + 1),
                     None => FencingToken::new(self.engine.initial_token(&self.name)),
                 };
                 table.held.push(HeldLine {
@@ -611,8 +645,12 @@ impl Task {
                 table.waiting.push(self.wait_line(&beat));
                 changed = true;
             } else if let (Some(i), Some((_, renewed))) = (ours, &self.queued) {
-                if now >= *renewed + config.heartbeat_every(head.lease) {
-                    table.waiting[i].beat = beat.clone();
+                // Due at the pace of the lease the line carries (others
+                // judge it by that one), and then made the head's.
+                let line = &mut table.waiting[i];
+                if now >= *renewed + config.heartbeat_every(line.lease.min(head.lease)) {
+                    line.beat = beat.clone();
+                    line.lease = head.lease;
                     changed = true;
                 }
             }
@@ -675,7 +713,19 @@ impl Task {
             .chain(self.waiters.front().map(|w| w.lease))
             .min()
             .unwrap_or(self.engine.config.default_lease);
-        self.now() + self.engine.config.call_timeout_for(lease)
+        let config = &self.engine.config;
+        let now = self.now();
+        // A call must not outlast a live permit's lost-signal instant: the
+        // signal is fired between calls (finding 1 of the review).
+        let signal = self
+            .holders
+            .values()
+            .filter(|h| !h.lost)
+            .map(|h| h.valid_from + config.signal_after(h.shared.lease))
+            .filter(|t| *t > now)
+            .min();
+        let limit = now + config.call_timeout_for(lease);
+        signal.map_or(limit, |t| t.min(limit))
     }
 
     async fn read(&mut self) {
@@ -704,16 +754,27 @@ impl Task {
                 self.failures = 0;
                 self.observe(Some(record), at);
                 // Every older write of ours was planned from a version that
-                // is gone now: none of them can apply any more.
+                // is gone now: none of them can apply any more, and the
+                // lines of abandoned claims were removed by this one.
                 self.pending.clear();
+                self.orphans.clear();
                 self.schedule_poll(at);
             }
             Err(WriteError::ConditionFailed { current }) => {
-                self.pending.retain(|(v, _)| *v != version);
+                // Observe with this write still pending: a store client that
+                // resent it shows our own version (finding 6).
+                let ours = current.as_ref().is_some_and(|r| r.version == version);
                 match current {
                     Some(record) => self.observe(Some(record), at),
                     None => self.seen = None,
                 }
+                if ours {
+                    self.failures = 0;
+                    self.pending.clear();
+                    self.schedule_poll(at);
+                    return;
+                }
+                self.pending.retain(|(v, _)| *v != version);
                 // Someone else wrote meanwhile; plan again at once, with a
                 // small backoff if that keeps happening.
                 self.failures += 1;
@@ -756,6 +817,17 @@ impl Task {
         // The record may have changed, or our write may have applied: read
         // before the next write.
         self.seen = None;
+        // A try-only head gets the error: it asked "now", not "eventually".
+        if self.waiters.front().is_some_and(|w| w.try_only) {
+            let head = self.waiters.pop_front().expect("head exists");
+            self.abandon_claim();
+            self.try_seen.clear();
+            let _ = head.reply.send(Err(LockError::from_backend(
+                &self.name,
+                "acquire",
+                error.clone(),
+            )));
+        }
         if !error.is_retryable() {
             for w in self.waiters.drain(..) {
                 let _ = w.reply.send(Err(LockError::from_backend(
@@ -764,7 +836,7 @@ impl Task {
                     error.clone(),
                 )));
             }
-            self.claim = None;
+            self.abandon_claim();
         }
         self.last_error = Some(error);
         self.back_off(at);
@@ -773,6 +845,9 @@ impl Task {
     /// Takes in the record as the store showed it at `at`.
     fn observe(&mut self, record: Option<LockRecord>, at: Instant) {
         self.answers += 1;
+        self.seen = Some(Seen {
+            record: record.clone(),
+        });
         let config = self.engine.config.clone();
         let sent_of = |pending: &[(Version, Instant)], beat: &str| {
             pending
@@ -891,13 +966,21 @@ impl Task {
                 self.claim = None;
                 self.try_seen.clear();
                 let Some(sent) = sent else {
-                    // A line of ours whose write we do not know: cannot
-                    // happen; leave it to go stale rather than trust it.
+                    // A line of ours whose write we no longer know: do not
+                    // trust its timing; remove it and claim afresh.
+                    self.orphans.push(id);
                     return;
                 };
                 let valid_from = self.engine.lease_start(sent);
-                let waiter = self.waiters.pop_front();
                 let lease = line.lease;
+                // Resolved too late to be of use (finding 4): give the line
+                // back and claim afresh for the same waiter.
+                let fresh = at < valid_from + config.signal_after(lease);
+                let waiter = if fresh {
+                    self.waiters.pop_front()
+                } else {
+                    None
+                };
                 let shared = Arc::new(PermitShared {
                     name: self.name.clone(),
                     id: id.clone(),
@@ -928,7 +1011,6 @@ impl Task {
                 self.holders.insert(id, holder);
             }
         }
-        self.seen = Some(Seen { record });
     }
 }
 

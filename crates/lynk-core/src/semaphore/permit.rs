@@ -170,7 +170,16 @@ impl Permit {
         if !sent {
             return Err(LockError::ShutDown);
         }
-        answer.await.unwrap_or(Err(LockError::ShutDown))
+        let out = answer.await.unwrap_or(Err(LockError::ShutDown));
+        // A permit lost before its release (its line may have been removed
+        // by another client, or left to go stale) is not "released".
+        match self.shared.lost_reason() {
+            Some(reason) if reason != LostReason::ClientShutDown => Err(LockError::Lost {
+                name: self.shared.name.clone(),
+                reason,
+            }),
+            _ => out,
+        }
     }
 
     fn lost_error(&self) -> LockError {
