@@ -6,6 +6,7 @@ mod counting;
 mod env;
 mod lynk_imp;
 mod peer;
+mod primitives;
 mod scale;
 mod suite;
 mod util;
@@ -107,6 +108,7 @@ fn main() {
                 let env = Env::new(server, endpoint.as_deref()).await;
                 let sizes = suite::Sizes::for_server(server, cli.smoke);
                 lynk_imp::run(&env, sizes, &report).await;
+                primitives::run(&env, server.label(), cli.smoke, &report).await;
             }
             Cmd::Scale { locks } => {
                 let (n, lease, hold) = if cli.smoke {
