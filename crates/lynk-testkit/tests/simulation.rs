@@ -1,10 +1,12 @@
 //! Seeded simulation under store faults, partitions, pauses, crashes, clock
 //! drift and wrong wall clocks, with the checker of `lynk_testkit::sim`, and
 //! negative controls proving the checker can fail: each breaks the engine
-//! (or the resource) on purpose and must be caught.
+//! (or the resource) on purpose and must be caught. The mutex runs first;
+//! then leader election, a counting semaphore and multi-locks under the same
+//! fault model (`SimConfig::primitive`), each with its own controls.
 //!
 //! `LYNK_SIM_SEEDS` sets how many seeds run per configuration (default 24
-//! for the main configuration, 12 for the others); `LYNK_SIM_SEED` replays
+//! for the main configurations, 12 for the others); `LYNK_SIM_SEED` replays
 //! one. For a long soak:
 //!
 //! ```text
@@ -16,7 +18,7 @@
 use std::time::Duration;
 
 use lynk_core::Mutations;
-use lynk_testkit::sim::{run, SimConfig, SimReport, SimTotals};
+use lynk_testkit::sim::{run, SimConfig, SimPrimitive, SimReport, SimTotals};
 use lynk_testkit::RandomFaults;
 
 fn seeds(default: u64) -> Vec<u64> {
@@ -289,4 +291,215 @@ fn unmutated(c: SimConfig) -> SimConfig {
         mutations: Mutations::default(),
         ..c
     }
+}
+
+// ---- The other primitives, under the same fault model ----------------------
+
+const ELECTION: SimPrimitive = SimPrimitive::Election;
+const SEMAPHORE: SimPrimitive = SimPrimitive::Semaphore { permits: 2 };
+const MULTI_LOCK: SimPrimitive = SimPrimitive::MultiLock { names: 3, pool: 4 };
+
+/// The main configuration with `primitive`.
+fn with(primitive: SimPrimitive, seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        primitive,
+        ..SimConfig::default()
+    }
+}
+
+/// Runs `primitive` under the main configuration's faults, requires a clean
+/// history, and that the run saw every kind of fault and event.
+fn clean_primitive(name: &str, test: &str, primitive: SimPrimitive) -> SimTotals {
+    let totals = run_seeds(name, &seeds(24), |seed| with(primitive, seed));
+    assert_clean(&totals, test);
+    if totals.seeds < 12 {
+        return totals; // a replay
+    }
+    let s = &totals.sum;
+    let f = &s.faults;
+    assert!(
+        f.fail_before > 0 && f.lose_response > 0 && f.delay > 0 && f.delay_response > 0,
+        "store faults were injected: {totals}"
+    );
+    assert!(
+        s.pauses > 0 && s.crashes > 0 && s.partitions > 0 && s.wall_steps > 0,
+        "the run exercised pauses, crashes, partitions and wall steps: {totals}"
+    );
+    assert!(
+        s.acquisitions > 100 && s.try_granted > 0 && s.try_busy > 0 && s.lost_signals > 0,
+        "acquisitions, try_acquire both ways, lost signals: {totals}"
+    );
+    totals
+}
+
+#[test]
+fn election_no_violations_under_faults_partitions_pauses_crashes_and_skew() {
+    let totals = clean_primitive("election", "election_no_violations", ELECTION);
+    if totals.seeds >= 12 {
+        let s = &totals.sum;
+        assert!(
+            s.payload_changes > 0 && s.rejected_writes > 0 && s.grants > 0,
+            "leaders replaced payloads, deposed leaders' writes were refused, resignations granted: {totals}"
+        );
+    }
+}
+
+#[test]
+fn semaphore_no_violations_under_faults_partitions_pauses_crashes_and_skew() {
+    let totals = clean_primitive(
+        "semaphore (2 permits)",
+        "semaphore_no_violations",
+        SEMAPHORE,
+    );
+    if totals.seeds >= 12 {
+        assert_eq!(
+            totals.sum.peak_holders, 2,
+            "both permits were held at once, never more: {totals}"
+        );
+    }
+}
+
+#[test]
+fn multi_lock_no_violations_under_faults_partitions_pauses_crashes_and_skew() {
+    let totals = clean_primitive(
+        "multi-lock (2-3 of 4 names)",
+        "multi_lock_no_violations",
+        MULTI_LOCK,
+    );
+    if totals.seeds >= 12 {
+        let s = &totals.sum;
+        assert!(
+            s.rejected_writes > 0 && s.peak_holders == 1,
+            "paused holders' stale writes were refused; one holder per name: {totals}"
+        );
+    }
+}
+
+/// The "no drift allowance" control's configuration for `primitive`: no
+/// allowance while clocks drift by up to 10 %, holders' hosts crash often.
+fn no_drift_allowance(primitive: SimPrimitive, seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        primitive,
+        drift_bound: 0.1,
+        drift_allowance: 0.0,
+        crash_probability: 0.4,
+        pause_probability: 0.0,
+        faults: RandomFaults::none(0),
+        partition_every: None,
+        host_pause_every: None,
+        ..SimConfig::default()
+    }
+}
+
+fn drift_repaired(c: SimConfig) -> SimConfig {
+    SimConfig {
+        drift_allowance: 0.11,
+        ..c
+    }
+}
+
+/// The "lease from response" control's configuration for `primitive`.
+fn lease_from_response(primitive: SimPrimitive, seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        primitive,
+        mutations: Mutations {
+            time_lease_from_response: true,
+            ..Mutations::default()
+        },
+        faults: RandomFaults {
+            delay_response: 0.3,
+            max_delay: Duration::from_secs(4),
+            ..RandomFaults::none(0)
+        },
+        crash_probability: 0.4,
+        ..SimConfig::default()
+    }
+}
+
+/// Negative control: an election with no drift allowance while clocks
+/// drift by 10 %: a fast candidate takes over from a slow leader whose host
+/// crashed while that leader still believes it leads.
+#[test]
+fn negative_control_election_no_drift_allowance_is_caught() {
+    control(
+        "election, no drift allowance",
+        "overlap",
+        |seed| no_drift_allowance(ELECTION, seed),
+        drift_repaired,
+    );
+}
+
+/// Negative control: an election whose resource does not check terms
+/// accepts a deposed (paused) leader's late write.
+#[test]
+fn negative_control_election_unfenced_resource_is_caught() {
+    control(
+        "election, no fencing",
+        "accepted token",
+        |seed| SimConfig {
+            fencing: false,
+            pause_probability: 0.4,
+            ..with(ELECTION, seed)
+        },
+        |c| SimConfig { fencing: true, ..c },
+    );
+}
+
+/// Negative control: a semaphore with no drift allowance while clocks drift
+/// by 10 %: a fast client removes a crashed slow holder's permit line while
+/// that holder still counts it held, so three permits of two overlap.
+#[test]
+fn negative_control_semaphore_no_drift_allowance_is_caught() {
+    control(
+        "semaphore, no drift allowance",
+        "overlap",
+        |seed| no_drift_allowance(SEMAPHORE, seed),
+        drift_repaired,
+    );
+}
+
+/// Negative control: permits timed from the claiming write's response (the
+/// semaphore takes the lease start from the engine, so the mutation applies
+/// to it): a holder believes its permit lasts as long as the response was
+/// delayed beyond what the store and the other clients see.
+#[test]
+fn negative_control_semaphore_lease_timed_from_response_is_caught() {
+    control(
+        "semaphore, lease from response",
+        "overlap",
+        |seed| lease_from_response(SEMAPHORE, seed),
+        unmutated,
+    );
+}
+
+/// Negative control: multi-locks with no drift allowance while clocks
+/// drift by 10 %: one name of a crashed slow holder's multi-lock is taken
+/// over while it still believes it holds it.
+#[test]
+fn negative_control_multi_lock_no_drift_allowance_is_caught() {
+    control(
+        "multi-lock, no drift allowance",
+        "overlap",
+        |seed| no_drift_allowance(MULTI_LOCK, seed),
+        drift_repaired,
+    );
+}
+
+/// Negative control: per-name resources that do not check tokens accept a
+/// paused multi-lock holder's late writes.
+#[test]
+fn negative_control_multi_lock_unfenced_resource_is_caught() {
+    control(
+        "multi-lock, no fencing",
+        "accepted token",
+        |seed| SimConfig {
+            fencing: false,
+            pause_probability: 0.4,
+            ..with(MULTI_LOCK, seed)
+        },
+        |c| SimConfig { fencing: true, ..c },
+    );
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::world::{History, Holding, World};
-use super::SimReport;
+use super::{SimPrimitive, SimReport};
 use crate::FaultCounts;
 
 pub(super) fn check(world: &World) -> SimReport {
@@ -16,14 +16,163 @@ pub(super) fn check(world: &World) -> SimReport {
         violations: h.problems.clone(),
         ..SimReport::default()
     };
-    mutual_exclusion(world, &order, &mut report);
-    fencing(world, &h, &order, &mut report);
-    if world.config.check_liveness {
-        liveness(world, &h, &order, &mut report);
+    report.lost_on_arrival = order.iter().filter(|x| x.end() <= x.acquired).count() as u64;
+    match world.config.primitive {
+        SimPrimitive::Mutex | SimPrimitive::Election => {
+            mutual_exclusion(world, &order, &mut report);
+            fencing(world, &h.accepted[0], &order, &mut report);
+            if world.config.check_liveness {
+                liveness(world, &h, &order, &mut report);
+            }
+            fairness(&h, &order, &mut report);
+            report.peak_holders = u64::from(!order.is_empty());
+        }
+        SimPrimitive::Semaphore { permits } => {
+            permit_bound(world, &order, permits, &mut report);
+            permit_tokens(world, &order, &mut report);
+        }
+        SimPrimitive::MultiLock { .. } => {
+            for (name, accepted) in h.accepted.iter().enumerate() {
+                per_name(world, accepted, &order, name, &mut report);
+            }
+        }
     }
     figures(world, &h, &mut report);
-    fairness(&h, &order, &mut report);
     report
+}
+
+/// A multi-lock run: for each name, its holdings (each running until the
+/// earliest of its release, its multi-guard's lost signal and that name's
+/// safe deadline) get the mutex's checks: no two overlap, tokens increase
+/// in acquisition order, the name's oracle never accepted a lower token
+/// after a higher one. A guard handed out with one of its locks already
+/// lost holds nothing (its interval is empty): it is counted in
+/// `lost_on_arrival`, and left out, since its token may be below that of
+/// the acquisition that took the lost lock over.
+fn per_name(
+    world: &World,
+    accepted: &[(Instant, usize, u64)],
+    order: &[&Holding],
+    name: usize,
+    report: &mut SimReport,
+) {
+    let held: Vec<&Holding> = order
+        .iter()
+        .copied()
+        .filter(|x| x.name == name && x.end() > x.acquired)
+        .collect();
+    let mut scratch = SimReport::default();
+    mutual_exclusion(world, &held, &mut scratch);
+    fencing(world, accepted, &held, &mut scratch);
+    report.token_restarts += scratch.token_restarts;
+    report.clock_dependent_restarts += scratch.clock_dependent_restarts;
+    let label = &world.names[name];
+    report.violations.extend(
+        scratch
+            .violations
+            .into_iter()
+            .map(|v| format!("{label}: {v}")),
+    );
+    // How many guards held this name at once (0 or 1 if all is well).
+    report.peak_holders = report.peak_holders.max(peak(&held).0 as u64);
+}
+
+/// The most holdings overlapping at one instant, and the holdings at the
+/// first instant more than `bound` overlap (if any). Intervals are
+/// half-open: one ending at the instant another starts does not overlap it.
+fn peak<'a>(order: &[&'a Holding]) -> (usize, Vec<(usize, Vec<&'a Holding>)>) {
+    let mut events: Vec<(Instant, bool, usize)> = Vec::new();
+    for (i, x) in order.iter().enumerate() {
+        if x.end() > x.acquired {
+            events.push((x.acquired, true, i));
+            events.push((x.end(), false, i));
+        }
+    }
+    // Ends before starts at the same instant (`false` < `true`).
+    events.sort();
+    let mut active: Vec<usize> = Vec::new();
+    let mut most = 0;
+    let mut snapshots = Vec::new();
+    for (_, start, i) in events {
+        if start {
+            active.push(i);
+            most = most.max(active.len());
+            snapshots.push((active.len(), active.iter().map(|&j| order[j]).collect()));
+        } else {
+            active.retain(|&j| j != i);
+        }
+    }
+    (most, snapshots)
+}
+
+/// Semaphore: at no instant do more than `permits` permit holdings overlap,
+/// by the holders' own accounting (each from `acquire` returning to the
+/// earliest of its release, its lost signal and its safe deadline, in real
+/// time through its host's drift).
+fn permit_bound(world: &World, order: &[&Holding], permits: u32, report: &mut SimReport) {
+    let (most, snapshots) = peak(order);
+    report.peak_holders = most as u64;
+    for (count, active) in snapshots {
+        if count <= permits as usize {
+            continue;
+        }
+        let newest = active[active.len() - 1];
+        let holders: Vec<String> = active
+            .iter()
+            .map(|x| {
+                format!(
+                    "host {} handle {} token {} [{:?}, {:?})",
+                    x.host,
+                    x.handle,
+                    x.token,
+                    world.at(x.acquired),
+                    world.at(x.end())
+                )
+            })
+            .collect();
+        report.violations.push(format!(
+            "overlap: {count} permits of {permits} held at once at {:?}: {}",
+            world.at(newest.acquired),
+            holders.join(", ")
+        ));
+    }
+}
+
+/// Semaphore: permit tokens are distinct, and a permit whose `acquire`
+/// began after another's returned has a higher token (its claiming write
+/// was sent after the other's had applied). Permits whose acquisitions
+/// overlapped in time may return in either order. The exception is the
+/// mutex's: a token restarted from the wall clock below a token its client
+/// never saw is counted, not reported.
+fn permit_tokens(world: &World, order: &[&Holding], report: &mut SimReport) {
+    report.token_restarts = order.iter().filter(|x| x.restart.is_some()).count() as u64;
+    let unseen = |next: &Holding, prev: &Holding| matches!(next.restart.or(next.lineage), Some(seen) if seen.is_none_or(|s| s < prev.token));
+    for (i, y) in order.iter().enumerate() {
+        for x in &order[..i] {
+            let reused = x.token == y.token;
+            let back = x.acquired <= y.started && y.token <= x.token;
+            if !(reused || back) {
+                continue;
+            }
+            if unseen(y, x) {
+                report.clock_dependent_restarts += 1;
+                continue;
+            }
+            report.violations.push(format!(
+                "token went back: permit token {} (host {} handle {}, acquired at {:?}) then {} (host {} handle {}, asked at {:?}, acquired at {:?}){}",
+                x.token,
+                x.host,
+                x.handle,
+                world.at(x.acquired),
+                y.token,
+                y.host,
+                y.handle,
+                world.at(y.started),
+                world.at(y.acquired),
+                if reused { ": the same token twice" } else { "" },
+            ));
+        }
+    }
 }
 
 /// How often a handover after a release kept arrival order across hosts: an
@@ -108,7 +257,12 @@ fn mutual_exclusion(world: &World, order: &[&Holding], report: &mut SimReport) {
 /// applied late, by a write held before the store, recreates a deleted
 /// record below a token handed out meanwhile). It is counted, not reported.
 /// A restart by a client that had seen the previous token must be above it.
-fn fencing(world: &World, h: &History, order: &[&Holding], report: &mut SimReport) {
+fn fencing(
+    world: &World,
+    accepted: &[(Instant, usize, u64)],
+    order: &[&Holding],
+    report: &mut SimReport,
+) {
     report.token_restarts = order.iter().filter(|x| x.restart.is_some()).count() as u64;
     for w in order.windows(2) {
         let (prev, next) = (w[0], w[1]);
@@ -137,7 +291,7 @@ fn fencing(world: &World, h: &History, order: &[&Holding], report: &mut SimRepor
             )),
         }
     }
-    for w in h.accepted.windows(2) {
+    for w in accepted.windows(2) {
         if w[1].2 < w[0].2 {
             report.violations.push(format!(
                 "the resource accepted token {} from host {} at {:?} after token {} from host {}",
@@ -298,6 +452,7 @@ fn figures(world: &World, h: &History, report: &mut SimReport) {
     report.payload_checks = c.payload_checks;
     report.lost_signals = c.lost_signals;
     report.release_errors = c.release_errors;
-    report.accepted_writes = h.accepted.len() as u64;
+    report.accepted_writes = h.accepted.iter().map(Vec::len).sum::<usize>() as u64;
+    report.payload_changes = c.payload_changes;
     report.rejected_writes = c.rejected_writes;
 }

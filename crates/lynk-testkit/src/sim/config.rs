@@ -6,6 +6,33 @@ use lynk_core::Mutations;
 
 use crate::RandomFaults;
 
+/// Which primitive the handles acquire through. Every primitive runs under
+/// the same hosts, faults, pauses, crashes, partitions and clocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimPrimitive {
+    /// One lock (`LockClient::create_lock`): the original simulation.
+    #[default]
+    Mutex,
+    /// Leader election (`LockClient::election`): handles campaign, lead
+    /// (now and then replacing their payload) and resign.
+    Election,
+    /// A counting semaphore (`LockClient::semaphore`) with this many
+    /// permits: at most this many permit holdings may overlap.
+    Semaphore {
+        /// The permit count every handle asks for.
+        permits: u32,
+    },
+    /// Multi-locks (`LockClient::multi_lock`): each attempt draws a random
+    /// subset of 2 to `names` names (1 if `names` is 1) from a pool of
+    /// `pool` lock names.
+    MultiLock {
+        /// The most names one attempt takes.
+        names: usize,
+        /// How many lock names there are.
+        pool: usize,
+    },
+}
+
 /// The knobs of one simulation run. Every field has a default
 /// ([`SimConfig::default`] is the main configuration run in CI); the
 /// negative controls change a few.
@@ -82,6 +109,8 @@ pub struct SimConfig {
     /// Whether the store keeps a wait queue (`false`: every host sees a
     /// backend without one, as a custom backend might be).
     pub store_queue: bool,
+    /// The primitive the handles acquire through (default: the mutex).
+    pub primitive: SimPrimitive,
 }
 
 impl Default for SimConfig {
@@ -122,6 +151,7 @@ impl Default for SimConfig {
             check_liveness: false,
             wake_ups: Some(super::WakeFaults::default()),
             store_queue: true,
+            primitive: SimPrimitive::Mutex,
         }
     }
 }

@@ -49,15 +49,27 @@ use std::sync::Arc;
 
 use lynk_core::LockBackend;
 
-pub use config::SimConfig;
+pub use config::{SimConfig, SimPrimitive};
 pub use report::{SimReport, SimTotals};
 pub use wakes::WakeFaults;
 
 use crate::{CountingBackend, MemoryBackend};
 use world::World;
 
-/// The one lock every handle contends for.
+/// The one lock every handle contends for (also the election's name).
 const LOCK: &str = "sim-lock";
+
+/// The names a run contends for: the lock's (mutex, election), the
+/// semaphore's, or a multi-lock's pool.
+fn names(config: &SimConfig) -> Vec<String> {
+    match config.primitive {
+        SimPrimitive::Mutex | SimPrimitive::Election => vec![LOCK.to_owned()],
+        SimPrimitive::Semaphore { .. } => vec!["sim-semaphore".to_owned()],
+        SimPrimitive::MultiLock { pool, .. } => {
+            (0..pool.max(1)).map(|i| format!("sim-lock-{i}")).collect()
+        }
+    }
+}
 
 /// Runs one simulation on the in-memory store, on a fresh paused runtime
 /// (simulated time, exactly replayable), and checks its history.

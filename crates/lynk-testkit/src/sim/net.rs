@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lynk_core::{
-    BackendError, BackendErrorKind, Capabilities, LockBackend, LockRecord, QueueRequest,
+    BackendError, BackendErrorKind, Capabilities, Condition, LockBackend, LockRecord, QueueRequest,
     TokenUpdate, Version, WriteError, WriteRequest,
 };
 
@@ -74,23 +74,27 @@ impl HostLink {
     }
 }
 
+/// Every wall-clock token start of a run: (record key, `initial`) → the
+/// highest token of that record its client had seen when it sent the write.
+pub(super) type Origins = Arc<Mutex<std::collections::BTreeMap<(String, u64), Option<u64>>>>;
+
 /// What one client (one host incarnation) has seen of the store's tokens:
-/// the highest in any record handed to it, and for each acquisition write
-/// that could restart the token, the highest seen when it was sent.
+/// per record key, the highest in any record handed to it, and for each
+/// acquisition write that could restart the token, the highest seen when it
+/// was sent.
 #[derive(Debug, Default)]
 pub(super) struct SeenTokens {
-    highest: Mutex<Option<u64>>,
-    /// `initial` of each acquisition write → highest token seen at its send.
-    initials: Mutex<HashMap<u64, Option<u64>>>,
+    highest: Mutex<HashMap<String, u64>>,
+    /// (key, `initial`) of each acquisition write → highest token of that
+    /// key seen at its send.
+    initials: Mutex<HashMap<(String, u64), Option<u64>>>,
     /// The same, for every client of the run (shared).
-    pub(super) origins: Arc<Mutex<std::collections::BTreeMap<u64, Option<u64>>>>,
+    pub(super) origins: Origins,
 }
 
 impl SeenTokens {
     /// A client's view, recording its wall-clock starts in `origins` too.
-    pub(super) fn sharing(
-        origins: Arc<Mutex<std::collections::BTreeMap<u64, Option<u64>>>>,
-    ) -> Self {
+    pub(super) fn sharing(origins: Origins) -> Self {
         SeenTokens {
             origins,
             ..SeenTokens::default()
@@ -98,35 +102,55 @@ impl SeenTokens {
     }
 
     fn observe(&self, record: Option<&LockRecord>) {
-        if let Some(t) = record.and_then(|r| r.fencing_token) {
-            let mut h = self.highest.lock().unwrap_or_else(|e| e.into_inner());
-            *h = Some(h.map_or(t.get(), |x| x.max(t.get())));
+        if let Some(r) = record {
+            if let Some(t) = r.fencing_token {
+                let mut h = self.highest.lock().unwrap_or_else(|e| e.into_inner());
+                let top = h.entry(r.key.clone()).or_insert(t.get());
+                *top = (*top).max(t.get());
+            }
         }
     }
 
     fn sent(&self, request: &WriteRequest) {
+        // A semaphore's write always carries its claim's token as `initial`
+        // (the record's token + 1, computed by the client); the store uses
+        // it as a start only when the record has no token, which in a run
+        // is only when the write creates the record.
+        let semaphore = request
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.starts_with(b"lynk-semaphore"));
+        if semaphore && !matches!(request.condition, Condition::Absent) {
+            return;
+        }
         if let TokenUpdate::Next { initial } = request.token {
-            let seen = *self.highest.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = self
+                .highest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&request.key)
+                .copied();
+            let key = (request.key.clone(), initial);
             self.origins
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(initial)
+                .entry(key.clone())
                 .or_insert(seen);
             self.initials
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(initial, seen);
+                .insert(key, seen);
         }
     }
 
     /// If `token` is the wall-clock start of one of this client's writes
     /// (the record had no token), the highest token the client had seen when
     /// it sent that write.
-    pub(super) fn restart_of(&self, token: u64) -> Option<Option<u64>> {
+    pub(super) fn restart_of(&self, name: &str, token: u64) -> Option<Option<u64>> {
         self.initials
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&token)
+            .get(&(name.to_owned(), token))
             .copied()
     }
 
@@ -135,10 +159,12 @@ impl SeenTokens {
     /// start applied late (a write held before the store) can recreate a
     /// deleted record below a token handed out meanwhile, and the tokens
     /// after it descend from it: the same documented clock dependence.
-    pub(super) fn lineage_of(&self, token: u64) -> Option<Option<u64>> {
+    pub(super) fn lineage_of(&self, name: &str, token: u64) -> Option<Option<u64>> {
         const ACQUISITIONS_PER_LINEAGE: u64 = 100_000;
         let origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
-        let (&start, &seen) = origins.range(..=token).next_back()?;
+        let ((_, start), &seen) = origins
+            .range((name.to_owned(), 0)..=(name.to_owned(), token))
+            .next_back()?;
         (token - start < ACQUISITIONS_PER_LINEAGE).then_some(seen)
     }
 }

@@ -81,6 +81,17 @@ pub struct SimReport {
     pub accepted_writes: u64,
     /// Oracle writes refused for a stale token.
     pub rejected_writes: u64,
+    /// Election runs: payload changes (`Leadership::set_payload`) checked
+    /// to keep the term, the lease and the new payload.
+    pub payload_changes: u64,
+    /// Guards (or permits) handed out already lost or past their safe
+    /// deadline: their holding is empty (for a multi-lock, any of its
+    /// locks already lost).
+    pub lost_on_arrival: u64,
+    /// The most holdings of one name (or permits of the semaphore) that
+    /// overlapped at one instant, by the holders' own accounting (the
+    /// highest over runs, in totals).
+    pub peak_holders: u64,
     /// Every violation found, described.
     pub violations: Vec<String>,
 }
@@ -120,6 +131,9 @@ impl SimReport {
         self.liveness_checks += other.liveness_checks;
         self.accepted_writes += other.accepted_writes;
         self.rejected_writes += other.rejected_writes;
+        self.payload_changes += other.payload_changes;
+        self.lost_on_arrival += other.lost_on_arrival;
+        self.peak_holders = self.peak_holders.max(other.peak_holders);
         self.violations.extend(other.violations.iter().cloned());
     }
 
@@ -137,7 +151,8 @@ impl SimReport {
              faults: {} ({}), {} pauses, {} crashes, {} partitions ({} calls cut off), {} wall steps, \
              try_acquire: {} granted / {} busy / {} errors, {} acquire timeouts, {} acquire errors, \
              {} grants checked for lease and payload, {} token restarts ({} below an unseen token), \
-             {} lost signals, {} release errors, {} liveness checks, {} writes accepted, {} stale writes refused, {} violations",
+             {} lost signals, {} release errors, {} liveness checks, {} writes accepted, {} stale writes refused, \
+             {} payload changes, {} lost on arrival, at most {} held at once, {} violations",
             self.operations,
             self.acquisitions,
             self.handovers,
@@ -171,6 +186,9 @@ impl SimReport {
             self.liveness_checks,
             self.accepted_writes,
             self.rejected_writes,
+            self.payload_changes,
+            self.lost_on_arrival,
+            self.peak_holders,
             self.violations.len()
         )
     }
