@@ -503,3 +503,139 @@ async fn a_payload_attempt_outliving_its_time_limit_is_resolved() {
         assert!(store.get("leader").unwrap().released, "{late:?}");
     }
 }
+
+/// Finding 1, on a healthy store: a holder that publishes its progress with
+/// back-to-back payload changes (each write answered after 50 ms) holds the
+/// lease's core lock nearly all the time, so the keeper's `try_lock` finds
+/// it taken at each of its beats (`Beat::Skipped`, retried `L/24` later)
+/// and its `signal_at` never moves: the lost signal fires 8.9 s after the
+/// acquisition, although the changes renew the lease every 50 ms and the
+/// store never failed.
+#[tokio::test(start_paused = true)]
+#[ignore = "finding 1: frequent payload changes starve the keeper, whose lost signal then fires on a healthy, constantly renewed lease"]
+async fn frequent_payload_changes_never_lose_a_healthy_lease() {
+    let store = MemoryBackend::new();
+    let clock = TestClock::new();
+    let faulty = common::faulty(store.clone(), &clock);
+    let a = client(faulty.clone(), &clock, "a");
+    faulty.inject(
+        Some(Op::Write),
+        Some("leader"),
+        Fault::DelayResponse(Duration::from_millis(50)),
+        None,
+    );
+    let start = clock.now();
+    let mut leadership = a
+        .election("leader")
+        .with_payload("p")
+        .campaign()
+        .await
+        .unwrap();
+    let mut i = 0u32;
+    let mut errors = Vec::new();
+    while clock.now() - start < Duration::from_secs(15) && !leadership.is_lost() {
+        if let Err(e) = leadership.set_payload(format!("progress {i}")).await {
+            errors.push(e.to_string());
+        }
+        i += 1;
+    }
+    assert!(
+        !leadership.is_lost(),
+        "lost ({:?}) {:.2} s after the acquisition, after {i} payload changes \
+         (errors: {errors:?}), with safe_deadline() {:.2} s ahead; keeper \
+         heartbeats: {}",
+        leadership.lost_reason(),
+        secs(clock.now() - start),
+        secs(
+            leadership
+                .safe_deadline()
+                .saturating_duration_since(clock.now())
+        ),
+        a.metrics().heartbeats,
+    );
+    leadership.resign().await.unwrap();
+}
+
+/// A store that refuses (non-retryable `InvalidRequest`, nothing written)
+/// any record whose payload is over `limit` bytes, as a backend with a
+/// smaller item size than `MAX_PAYLOAD_BYTES` does (DynamoDB's 400 KB item
+/// limit counts the queue and the other attributes too).
+#[derive(Debug, Clone)]
+struct RefusesLargePayloads<B>(B, usize);
+
+#[lynk_core::async_trait]
+impl<B: lynk_core::LockBackend> lynk_core::LockBackend for RefusesLargePayloads<B> {
+    async fn read(
+        &self,
+        key: &str,
+    ) -> Result<Option<lynk_core::LockRecord>, lynk_core::BackendError> {
+        self.0.read(key).await
+    }
+    async fn write(
+        &self,
+        request: lynk_core::WriteRequest,
+    ) -> Result<lynk_core::LockRecord, lynk_core::WriteError> {
+        if request.payload.as_ref().is_some_and(|p| p.len() > self.1) {
+            return Err(lynk_core::WriteError::Backend(
+                lynk_core::BackendError::new(
+                    BackendErrorKind::InvalidRequest,
+                    "item size has exceeded the maximum allowed size",
+                ),
+            ));
+        }
+        self.0.write(request).await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        expected: &lynk_core::Version,
+    ) -> Result<(), lynk_core::WriteError> {
+        self.0.delete(key, expected).await
+    }
+    fn capabilities(&self) -> lynk_core::Capabilities {
+        self.0.capabilities()
+    }
+}
+
+/// Finding 3: a payload change the store *definitely refused* (a
+/// non-retryable error: nothing was written, so no flip-flop is possible)
+/// still becomes the payload of every later heartbeat
+/// (`lease.replace_payload` runs before the first attempt, payload.rs, and
+/// is never undone on `Step::Fatal`). The next heartbeat sends it, gets the
+/// same refusal, and the keeper reports the lease lost
+/// (`Beat::Lost(BackendFailed)`, keeper.rs `heartbeat`). The error returned
+/// by `set_payload` says the opposite ("the lock is still held and its
+/// heartbeats carry the new payload, so the store holds it after the next
+/// heartbeat that succeeds"): none ever succeeds, and a leader that tried
+/// to publish a payload its store cannot take abdicates within `L/3`.
+#[tokio::test(start_paused = true)]
+#[ignore = "finding 3: a payload the store refused (non-retryable) is still carried by every heartbeat, so the lease is lost at the next one"]
+async fn a_refused_payload_does_not_cost_the_lease() {
+    let store = MemoryBackend::new();
+    let clock = TestClock::new();
+    let a = client(RefusesLargePayloads(store.clone(), 1_000), &clock, "a");
+    let mut leadership = a
+        .election("leader")
+        .with_payload("10.0.0.1:80")
+        .campaign()
+        .await
+        .unwrap();
+    clock.sleep(Duration::from_secs(1)).await;
+    let err = leadership
+        .set_payload(vec![b'x'; 2_000])
+        .await
+        .expect_err("the store refuses it");
+    assert!(!matches!(err, LockError::Lost { .. }), "{err}");
+    assert!(!leadership.is_lost());
+    clock.sleep(LEASE * 2).await;
+    assert!(
+        !leadership.is_lost(),
+        "set_payload said {err}; then the lease was lost: {:?}",
+        leadership.lost_reason()
+    );
+    assert_eq!(
+        store.get("leader").unwrap().payload.as_deref(),
+        Some(&b"10.0.0.1:80"[..])
+    );
+    leadership.resign().await.unwrap();
+}
