@@ -208,7 +208,9 @@ pub enum WriteError {
 pub struct Capabilities {
     /// A failed condition returns the stored record in the same request.
     pub returns_current_on_conflict: bool,
-    /// The store supports multi-item transactions (used for fenced writes).
+    /// The store supports multi-item transactions: it implements
+    /// [`write_all`](LockBackend::write_all) (a multi-lock takes free names in
+    /// one request) and, on DynamoDB, fenced writes.
     pub transactions: bool,
     /// The store keeps a lock's [`WaitQueue`] and implements
     /// [`write_queue`](LockBackend::write_queue): waiters in other processes
@@ -361,6 +363,33 @@ pub trait LockBackend: Send + Sync + std::fmt::Debug + 'static {
         )))
     }
 
+    /// Applies every request as **one atomic transaction**: all of them, or
+    /// none. On success each stored record is exactly
+    /// [`WriteRequest::record_over`] applied to the record it replaced; the
+    /// stores need not return them, so callers condition each request on a
+    /// record they read ([`Condition::Absent`] or
+    /// [`Condition::VersionIs`]) and compute the records themselves. When any
+    /// condition fails nothing is written and the result is
+    /// [`WriteError::ConditionFailed`] (with that request's stored record, if
+    /// the store returned it). Unknown outcomes are reported as for
+    /// [`write`](LockBackend::write): every request carries a fresh version,
+    /// so a later read tells whether the transaction applied.
+    ///
+    /// Only called when [`Capabilities::transactions`] is set; the default
+    /// implementation says the backend has no transactions. A multi-lock
+    /// uses it to take several free locks in one request.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`write`](LockBackend::write).
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        let _ = requests;
+        Err(WriteError::Backend(BackendError::new(
+            BackendErrorKind::Other,
+            "this backend has no transactions (Capabilities::transactions is false)",
+        )))
+    }
+
     /// What this backend supports.
     fn capabilities(&self) -> Capabilities;
 }
@@ -381,6 +410,10 @@ impl<T: LockBackend + ?Sized> LockBackend for std::sync::Arc<T> {
 
     async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
         (**self).write_queue(request).await
+    }
+
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        (**self).write_all(requests).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -7,8 +7,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use lynk_core::{
     BackendError, BackendErrorKind, Capabilities, Clock, LockBackend, LockRecord, QueueRequest,
     SystemClock, Version, WriteError, WriteRequest,
@@ -386,6 +389,74 @@ impl LockBackend for DynamoBackend {
                     Err(WriteError::ConditionFailed { current })
                 }
                 _ => Err(write_error(e, "DeleteItem", &self.inner.table, &attempts).into()),
+            },
+        }
+    }
+
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        let table = &self.inner.table;
+        let mut items = Vec::with_capacity(requests.len());
+        for r in &requests {
+            let expr = write_expressions(r, self.expires_at(r.lease_duration));
+            let update = Update::builder()
+                .table_name(table)
+                .set_key(Some(key_of(&r.key)))
+                .set_update_expression(expr.update)
+                .condition_expression(expr.condition)
+                .set_expression_attribute_names(expr.placeholders.names())
+                .set_expression_attribute_values(expr.placeholders.values())
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| {
+                    BackendError::new(
+                        BackendErrorKind::Other,
+                        format!("building a TransactWriteItems update failed: {e}"),
+                    )
+                })?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        // The first request's fresh version (a UUID, 36 characters) makes a
+        // resent transaction idempotent for ten minutes: DynamoDB answers a
+        // retry of an applied one with success.
+        let token = requests.first().map(|r| r.version.as_str().to_owned());
+        let attempts = Attempts::default();
+        let result = self
+            .inner
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .set_client_request_token(token)
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    let reasons = c.cancellation_reasons();
+                    if let Some(r) = reasons
+                        .iter()
+                        .find(|r| r.code() == Some("ConditionalCheckFailed"))
+                    {
+                        let current = self.stored(r.item())?;
+                        return Err(WriteError::ConditionFailed { current });
+                    }
+                    let codes: Vec<&str> = reasons.iter().filter_map(|r| r.code()).collect();
+                    // Cancelled for another reason (a concurrent transaction
+                    // on an item, throttling): nothing was written.
+                    Err(BackendError::new(
+                        BackendErrorKind::Throttled,
+                        format!(
+                            "TransactWriteItems on table `{table}` was cancelled ({}); nothing was written",
+                            codes.join(", ")
+                        ),
+                    )
+                    .into())
+                }
+                _ => Err(write_error(e, "TransactWriteItems", table, &attempts).into()),
             },
         }
     }

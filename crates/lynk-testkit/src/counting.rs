@@ -136,6 +136,11 @@ impl<B: LockBackend> LockBackend for CountingBackend<B> {
         self.inner.delete(key, expected).await
     }
 
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        self.counters.count(Op::Write);
+        self.inner.write_all(requests).await
+    }
+
     async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
         self.counters.count(Op::WriteQueue);
         self.inner.write_queue(request).await

@@ -419,6 +419,18 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
         out
     }
 
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        // A transaction meets the first fault a write of one of its keys
+        // would meet.
+        let fault = requests
+            .iter()
+            .find_map(|r| self.take_fault(Op::Write, &r.key));
+        self.before(&fault).await?;
+        let out = self.inner.write_all(requests).await;
+        self.after(&fault).await?;
+        out
+    }
+
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
         let fault = self.take_fault(Op::Delete, key);
         self.before(&fault).await?;

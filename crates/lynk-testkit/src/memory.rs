@@ -125,6 +125,27 @@ impl LockBackend for MemoryBackend {
         Ok(record)
     }
 
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        self.table.counters.count(Op::Write);
+        for r in &requests {
+            check_key(&r.key)?;
+        }
+        let mut records = self.records();
+        for r in &requests {
+            let current = records.get(&r.key);
+            if !r.condition.holds_for(current) {
+                return Err(WriteError::ConditionFailed {
+                    current: current.cloned(),
+                });
+            }
+        }
+        for r in &requests {
+            let record = r.record_over(records.get(&r.key));
+            records.insert(r.key.clone(), record);
+        }
+        Ok(())
+    }
+
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
         self.table.counters.count(Op::Delete);
         check_key(key)?;
@@ -158,7 +179,7 @@ impl LockBackend for MemoryBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities::minimal()
             .with_returns_current_on_conflict(true)
-            .with_transactions(false)
+            .with_transactions(true)
             .with_wait_queue(true)
     }
 }

@@ -23,6 +23,7 @@ mod release;
 mod shutdown;
 mod slots;
 mod token_floor;
+mod transact;
 mod wake_listener;
 mod writes;
 
@@ -341,6 +342,13 @@ impl Engine {
     /// starts its heartbeats; or, when the client was shut down meanwhile or
     /// the lease's token cannot be trusted to increase, releases it at once
     /// and tells the waiter why.
+    /// A lease this client won for a caller directly (a transaction):
+    /// heartbeated by the keeper, owned by the returned handle.
+    pub(crate) fn adopt(self: &Arc<Self>, lease: Arc<LeaseShared>) -> LeaseHandle {
+        let _ = self.keeper.send(KeeperCommand::Register(lease.clone()));
+        LeaseHandle::new(self.clone(), lease)
+    }
+
     fn deliver(self: &Arc<Self>, lease: Arc<LeaseShared>, waiter: Option<Waiter>) {
         let refusal = if self.is_closed() {
             Some((LostReason::ClientShutDown, LockError::ShutDown))

@@ -216,6 +216,46 @@ impl Slots {
         }
     }
 
+    /// Reserves every name of `names` for a transaction that takes them at
+    /// once: only if no name has a local holder, waiter, acquirer or write
+    /// of unknown outcome (else nothing is reserved and `false`). While
+    /// reserved, a name counts as having an acquirer: local waiters queue
+    /// behind the transaction, and nobody polls.
+    pub(crate) fn reserve(&self, names: &[String]) -> bool {
+        let mut map = self.map();
+        let free = names.iter().all(|n| {
+            map.get_mut(n).is_none_or(|s| {
+                s.prune();
+                s.is_idle()
+            })
+        });
+        if free {
+            for n in names {
+                map.entry(n.clone()).or_default().acquirer_running = true;
+            }
+        }
+        free
+    }
+
+    /// Ends `name`'s reservation: `lease` (the transaction's) becomes the
+    /// local holder, or, if the transaction did not take the name, the
+    /// writes of unknown outcome are remembered and the local queue polls.
+    pub(crate) fn end_reservation(
+        &self,
+        name: &str,
+        lease: Option<&Arc<LeaseShared>>,
+        ambiguous: &OwnWrites,
+    ) -> Option<AcquirerStart> {
+        let mut map = self.map();
+        let state = map.entry(name.to_owned()).or_default();
+        state.acquirer_running = false;
+        if let Some(lease) = lease {
+            state.holder = Some(lease.clone());
+        }
+        state.ambiguous.extend(ambiguous);
+        Self::settle(&mut map, name)
+    }
+
     /// A handover made `lease` the local holder.
     pub(crate) fn hand_over(&self, lease: &Arc<LeaseShared>) {
         self.map().entry(lease.name.clone()).or_default().holder = Some(lease.clone());

@@ -174,6 +174,9 @@ impl MultiLock {
         let span = tracing::info_span!("lynk.multi_acquire", locks = names.len());
         async {
             let started = self.client.clock().now();
+            if let Some(all) = self.all_at_once(&names).await {
+                return Ok(all);
+            }
             let mut held: Vec<LockGuard> = Vec::with_capacity(names.len());
             for name in &names {
                 match self.lock(name).acquire_until(deadline).await {
@@ -210,6 +213,9 @@ impl MultiLock {
         let names = self.checked_names()?;
         let span = tracing::info_span!("lynk.multi_try_acquire", locks = names.len());
         async {
+            if let Some(all) = self.all_at_once(&names).await {
+                return Ok(Some(all));
+            }
             let mut held: Vec<LockGuard> = Vec::with_capacity(names.len());
             for name in &names {
                 let outcome = self.lock(name).try_acquire().await;
@@ -231,6 +237,21 @@ impl MultiLock {
         }
         .instrument(span)
         .await
+    }
+
+    /// The fast path on a backend with transactions: every name free (here
+    /// and in the store) is taken in one transaction (see
+    /// `engine/transact.rs`). `None`: acquire one by one.
+    async fn all_at_once(&self, names: &[String]) -> Option<MultiGuard> {
+        let spec = crate::engine::AcquireSpec {
+            lease: self.lease,
+            payload: self.payload.clone(),
+            heartbeat: true,
+        };
+        let handles = self.client.engine.acquire_all_at_once(names, &spec).await?;
+        Some(MultiGuard::new(
+            handles.into_iter().map(LockGuard::new).collect(),
+        ))
     }
 
     fn lock(&self, name: &str) -> crate::Lock {

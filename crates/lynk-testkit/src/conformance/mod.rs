@@ -39,6 +39,7 @@ mod fencing;
 mod fields;
 mod queue;
 mod report;
+mod transactions;
 
 use concurrency::{concurrent_cas_has_one_winner, race_counter_is_exact};
 use conditions::{
@@ -56,6 +57,10 @@ use queue::{
     write_queue_fails_on_wrong_version,
 };
 pub use report::Report;
+use transactions::{
+    write_all_applies_every_request, write_all_applies_none_on_one_failed_condition,
+    write_all_checks_versions,
+};
 
 type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 type CaseFn = for<'a> fn(&'a Ctx) -> CaseFuture<'a>;
@@ -74,6 +79,10 @@ fn always(_: &Capabilities) -> Option<&'static str> {
 fn needs_current(c: &Capabilities) -> Option<&'static str> {
     (!c.returns_current_on_conflict)
         .then_some("backend does not return the current record on a failed condition")
+}
+
+fn needs_transactions(c: &Capabilities) -> Option<&'static str> {
+    (!c.transactions).then_some("backend has no transactions (Capabilities::transactions is false)")
 }
 
 fn needs_queue(c: &Capabilities) -> Option<&'static str> {
@@ -122,6 +131,12 @@ fn cases() -> Vec<Case> {
         case!(queue_is_condition, needs_queue),
         case!(granted_to_round_trips, needs_queue),
         case!(concurrent_queue_writes_have_one_winner, needs_queue),
+        case!(write_all_applies_every_request, needs_transactions),
+        case!(
+            write_all_applies_none_on_one_failed_condition,
+            needs_transactions
+        ),
+        case!(write_all_checks_versions, needs_transactions),
     ]
 }
 
