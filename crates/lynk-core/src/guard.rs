@@ -110,8 +110,15 @@ impl LockGuard {
     pub async fn set_payload(&mut self, payload: impl Into<Bytes>) -> Result<(), LockError> {
         let payload = payload.into();
         crate::config::validate_payload(&payload)?;
-        self.payload = Some(payload.clone());
-        self.handle.set_payload(Some(payload)).await
+        let previous = self.payload.replace(payload.clone());
+        let out = self.handle.set_payload(Some(payload)).await;
+        if let Err(LockError::Backend { source, .. }) = &out {
+            if !source.is_retryable() && source.kind() != crate::BackendErrorKind::OutcomeUnknown {
+                // Refused by the store: the old payload stays (see engine/payload.rs).
+                self.payload = previous;
+            }
+        }
+        out
     }
 
     /// The instant (on the client's clock) after which this holder can no

@@ -3,8 +3,9 @@
 //! serialized with the keeper's heartbeats and the release by the lease's
 //! core lock.
 //!
-//! Findings are `#[ignore = "finding N: ..."]` tests that fail on the code
-//! under review; the other tests are probes that held up.
+//! Tests marked "Regression for finding N" failed on the first version of
+//! `set_payload` (engine/payload.rs, engine/keeper.rs) and pass since the
+//! fixes; the other tests are probes that held up.
 
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,7 @@ fn secs(d: Duration) -> f64 {
 /// safe deadline 14.9 s); every write fails from then on; the keeper fires
 /// `HeartbeatsFailed` at 12.23 s.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 1: the keeper ignores a set_payload's renewal and fires the lost signal at the previous heartbeat's instant"]
+// Regression for finding 1 of the payload review (fixed).
 async fn a_payload_change_renews_the_lost_signal_like_a_heartbeat() {
     let store = MemoryBackend::new();
     let clock = TestClock::new();
@@ -114,7 +115,7 @@ async fn a_payload_change_renews_the_lost_signal_like_a_heartbeat() {
 /// retries; the keeper fires the lost signal at 12.23 s; the store recovers
 /// at 12.6 s; the change's next attempt is applied and answered `Ok`.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 2: set_payload never checks is_ended() between attempts: after the (early) lost signal it still writes and returns Ok"]
+// Regression for finding 2 of the payload review (fixed).
 async fn a_payload_change_never_succeeds_on_a_lost_lease() {
     let store = MemoryBackend::new();
     let clock = TestClock::new();
@@ -512,7 +513,7 @@ async fn a_payload_attempt_outliving_its_time_limit_is_resolved() {
 /// acquisition, although the changes renew the lease every 50 ms and the
 /// store never failed.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 1: frequent payload changes starve the keeper, whose lost signal then fires on a healthy, constantly renewed lease"]
+// Regression for finding 1 of the payload review (fixed).
 async fn frequent_payload_changes_never_lose_a_healthy_lease() {
     let store = MemoryBackend::new();
     let clock = TestClock::new();
@@ -609,7 +610,7 @@ impl<B: lynk_core::LockBackend> lynk_core::LockBackend for RefusesLargePayloads<
 /// heartbeat that succeeds"): none ever succeeds, and a leader that tried
 /// to publish a payload its store cannot take abdicates within `L/3`.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 3: a payload the store refused (non-retryable) is still carried by every heartbeat, so the lease is lost at the next one"]
+// Regression for finding 3 of the payload review (fixed).
 async fn a_refused_payload_does_not_cost_the_lease() {
     let store = MemoryBackend::new();
     let clock = TestClock::new();

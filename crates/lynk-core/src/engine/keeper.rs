@@ -38,6 +38,8 @@ enum Beat {
 
 struct Entry {
     lease: Arc<LeaseShared>,
+    /// The lease's `valid_from` the timers below were computed from.
+    from: Instant,
     next_beat: Instant,
     signal_at: Instant,
     in_flight: bool,
@@ -65,6 +67,7 @@ pub(crate) async fn run(client: Weak<Engine>, mut rx: mpsc::UnboundedReceiver<Ke
                     let Some(engine) = client.upgrade() else { return };
                     let from = lease.valid_from();
                     let entry = Entry {
+                        from,
                         next_beat: from + engine.config.heartbeat_every(lease.lease),
                         signal_at: from + engine.config.signal_after(lease.lease),
                         in_flight: false,
@@ -125,6 +128,17 @@ fn on_timer(
         entries.remove(&id);
         return;
     }
+    // Another write renewed the lease meanwhile (a payload change, which
+    // holds the lease's lock and makes heartbeats skip): time the signal and
+    // the next heartbeat from it, as from a heartbeat.
+    let from = e.lease.valid_from();
+    if from > e.from {
+        e.from = from;
+        e.signal_at = from + engine.config.signal_after(e.lease.lease);
+        e.next_beat = from + engine.config.heartbeat_every(e.lease.lease);
+        e.failures = 0;
+        e.last_error = None;
+    }
     if now >= e.signal_at {
         let reason = if e.lease.heartbeat {
             LostReason::HeartbeatsFailed {
@@ -172,6 +186,7 @@ fn on_beat(
             Metrics::inc(&engine.metrics.heartbeats);
             e.failures = 0;
             e.last_error = None;
+            e.from = e.from.max(from);
             e.signal_at = from + config.signal_after(e.lease.lease);
             e.next_beat = from + config.heartbeat_every(e.lease.lease);
         }

@@ -70,11 +70,19 @@ impl Engine {
         if lease.is_ended() {
             return Err(lost_error(lease));
         }
+        let previous = lease.payload();
         lease.replace_payload(payload.clone());
         let mut mine = OwnWrites::default();
         let mut backoff = config.initial_backoff;
         let mut last_error: Option<BackendError> = None;
+        // An attempt of unknown outcome may have stored the new payload.
+        let mut applied_maybe = false;
         loop {
+            // Lost (the keeper's signal), or a release or detach began:
+            // nothing more may be written for this lease.
+            if lease.is_ended() {
+                return Err(lost_error(lease));
+            }
             let now = self.clock.now();
             let signal_at = lease.valid_from() + config.signal_after(lease.lease);
             if now >= signal_at {
@@ -127,12 +135,20 @@ impl Engine {
                             },
                         }
                     }
-                    Err(WriteError::Backend(e)) if e.is_retryable() => Step::Retry(e),
+                    Err(WriteError::Backend(e)) if e.is_retryable() => {
+                        applied_maybe |= e.kind() == BackendErrorKind::OutcomeUnknown;
+                        Step::Retry(e)
+                    }
                     Err(WriteError::Backend(e)) => Step::Fatal(e),
                 };
                 match step {
                     Step::Stored(from) => {
                         lease.set_valid_from(from);
+                        if lease.is_ended() {
+                            // Written, but the holder was already told the
+                            // lease was gone: it is not a success.
+                            return Err(lost_error(lease));
+                        }
                         return Ok(());
                     }
                     Step::Again => continue,
@@ -148,7 +164,15 @@ impl Engine {
                         backoff = (backoff * 2).min(config.max_backoff);
                         continue;
                     }
-                    Step::Retry(e) | Step::Fatal(e) => Some(e),
+                    Step::Fatal(e) if !applied_maybe => {
+                        // Nothing was written and retrying cannot help (the
+                        // store refuses this payload): heartbeats go back to
+                        // the old one rather than meet the same refusal.
+                        lease.replace_payload(previous);
+                        return Err(LockError::from_backend(&lease.name, "payload change", e));
+                    }
+                    Step::Fatal(e) => Some(e),
+                    Step::Retry(e) => Some(e),
                 }
             };
             return Err(give_up_error(&lease.name, error));
