@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lynk_core::{Clock, LockClient, LockError};
+use lynk_core::{LockClient, LockError};
 use lynk_testkit::MemoryBackend;
 
 const PERMITS: u32 = 2;
