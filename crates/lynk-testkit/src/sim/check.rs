@@ -139,18 +139,21 @@ fn permit_bound(world: &World, order: &[&Holding], permits: u32, report: &mut Si
 }
 
 /// Semaphore: permit tokens are distinct, and a permit whose `acquire`
-/// began after another's returned has a higher token (its claiming write
-/// was sent after the other's had applied). Permits whose acquisitions
-/// overlapped in time may return in either order. The exception is the
-/// mutex's: a token restarted from the wall clock below a token its client
-/// never saw is counted, not reported.
+/// began after another's returned (at a later instant: at one instant of
+/// the simulated time there is no order) has a higher token (its claiming
+/// write was sent after the other's had applied). Permits whose acquisitions
+/// overlapped in time may return in either order. The mutex's exception
+/// (a token restarted from the wall clock below a token its client never
+/// saw) applies only to the permit whose write created the record: a
+/// semaphore's record is never deleted, so no later permit descends from a
+/// wall-clock start after a deletion.
 fn permit_tokens(world: &World, order: &[&Holding], report: &mut SimReport) {
     report.token_restarts = order.iter().filter(|x| x.restart.is_some()).count() as u64;
-    let unseen = |next: &Holding, prev: &Holding| matches!(next.restart.or(next.lineage), Some(seen) if seen.is_none_or(|s| s < prev.token));
+    let unseen = |next: &Holding, prev: &Holding| matches!(next.restart, Some(seen) if seen.is_none_or(|s| s < prev.token));
     for (i, y) in order.iter().enumerate() {
         for x in &order[..i] {
             let reused = x.token == y.token;
-            let back = x.acquired <= y.started && y.token <= x.token;
+            let back = x.acquired < y.started && y.token <= x.token;
             if !(reused || back) {
                 continue;
             }
@@ -433,6 +436,13 @@ fn figures(world: &World, h: &History, report: &mut SimReport) {
         report.wakeups_duplicated = get(&w.counts.duplicated);
         report.wakeups_delivered = get(&w.counts.delivered);
     }
+    report.transactions = world
+        .links
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|l| l.transactions.load(Ordering::Relaxed))
+        .sum();
     report.partitioned_calls = world
         .links
         .lock()

@@ -4,6 +4,10 @@
 //! cut off from the store, while an oracle resource checks fencing tokens
 //! and a checker verifies the recorded history.
 //!
+//! [`SimConfig::primitive`] runs the same world through leader election, a
+//! counting semaphore or multi-locks over a pool of names instead of one
+//! lock, with checks per primitive (see `docs/simulation.md`).
+//!
 //! A run is a pure function of its [`SimConfig`] (seed included): it builds a
 //! paused single-threaded tokio runtime, so a failing seed replays exactly.
 //!

@@ -39,6 +39,8 @@ pub(super) struct HostLink {
     partition: Signal<Partition>,
     /// Calls failed or held by a partition.
     pub(super) partitioned_calls: AtomicU64,
+    /// Transactions (`write_all`) the store applied for this host.
+    pub(super) transactions: AtomicU64,
 }
 
 impl HostLink {
@@ -47,6 +49,7 @@ impl HostLink {
             paused: Signal::new(false),
             partition: Signal::new(Partition::Healed),
             partitioned_calls: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
         }
     }
 
@@ -293,6 +296,23 @@ impl LockBackend for HostNet {
         out
     }
 
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        for request in &requests {
+            self.seen.sent(request);
+        }
+        let out = self
+            .cross(move |b| async move { b.write_all(requests).await })
+            .await?;
+        match &out {
+            Ok(()) => {
+                self.link.transactions.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(WriteError::ConditionFailed { current }) => self.seen.observe(current.as_ref()),
+            Err(_) => {}
+        }
+        out
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
@@ -313,6 +333,9 @@ impl LockBackend for NoQueue {
     }
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
         self.0.delete(key, expected).await
+    }
+    async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), WriteError> {
+        self.0.write_all(requests).await
     }
     fn capabilities(&self) -> Capabilities {
         self.0.capabilities().with_wait_queue(false)

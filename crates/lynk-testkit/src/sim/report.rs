@@ -92,6 +92,9 @@ pub struct SimReport {
     /// overlapped at one instant, by the holders' own accounting (the
     /// highest over runs, in totals).
     pub peak_holders: u64,
+    /// Multi-lock runs: transactions (`LockBackend::write_all`, all names
+    /// in one write) the store applied (whether or not their caller heard).
+    pub transactions: u64,
     /// Every violation found, described.
     pub violations: Vec<String>,
 }
@@ -134,6 +137,7 @@ impl SimReport {
         self.payload_changes += other.payload_changes;
         self.lost_on_arrival += other.lost_on_arrival;
         self.peak_holders = self.peak_holders.max(other.peak_holders);
+        self.transactions += other.transactions;
         self.violations.extend(other.violations.iter().cloned());
     }
 
@@ -152,7 +156,7 @@ impl SimReport {
              try_acquire: {} granted / {} busy / {} errors, {} acquire timeouts, {} acquire errors, \
              {} grants checked for lease and payload, {} token restarts ({} below an unseen token), \
              {} lost signals, {} release errors, {} liveness checks, {} writes accepted, {} stale writes refused, \
-             {} payload changes, {} lost on arrival, at most {} held at once, {} violations",
+             {} payload changes, {} transactions, {} lost on arrival, at most {} held at once, {} violations",
             self.operations,
             self.acquisitions,
             self.handovers,
@@ -187,6 +191,7 @@ impl SimReport {
             self.accepted_writes,
             self.rejected_writes,
             self.payload_changes,
+            self.transactions,
             self.lost_on_arrival,
             self.peak_holders,
             self.violations.len()
