@@ -87,10 +87,9 @@ pub fn run(global: &Global, args: DemoArgs) -> i32 {
                     failure.print();
                     code = failure.code;
                 }
-                Err(_) => {
-                    eprintln!("error: a worker thread panicked");
-                    code = exit::FAILURE;
-                }
+                // A worker's panic (a closed stdout, or a bug the panic hook
+                // already reported) ends lynk as one in the main thread does.
+                Err(payload) => std::panic::resume_unwind(payload),
             },
             Err(e) => {
                 eprintln!("error: could not start a worker thread: {e}");

@@ -30,6 +30,10 @@ pub const CANCELLED: i32 = 8;
 pub const CANNOT_EXECUTE: i32 = 126;
 /// `lynk run`: the command was not found.
 pub const NOT_FOUND: i32 = 127;
+/// stdout or stderr was closed before lynk finished writing (e.g. `lynk
+/// list-tables | head -1`): lynk stops quietly with the status of a program
+/// ended by `SIGPIPE` (128 + 13), as Unix tools do.
+pub const BROKEN_PIPE: i32 = 141;
 
 /// A failed command: what to print on stderr and the exit code.
 #[derive(Debug)]

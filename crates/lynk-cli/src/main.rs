@@ -19,18 +19,41 @@ use crate::cli::{Cli, Command, Global};
 use crate::exit::Failure;
 
 fn main() {
-    // Never a panic message or a backtrace: one line, and exit code 1.
+    // Never a panic message or a backtrace: one line, and exit code 1. A
+    // closed stdout or stderr (`println!` panics on it) ends lynk quietly,
+    // with the status of a program ended by SIGPIPE. Nothing here may panic
+    // again (a panic in the hook aborts), so the hook writes with `write!`.
     std::panic::set_hook(Box::new(|info| {
-        let what = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown".into());
-        eprintln!("error: lynk hit an internal error ({what}); please report it at https://github.com/lynk-rs/lynk/issues");
+        let what = panic_text(info.payload());
+        if is_broken_pipe(&what) {
+            return;
+        }
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: lynk hit an internal error ({what}); please report it at https://github.com/lynk-rs/lynk/issues"
+        );
     }));
-    let code = std::panic::catch_unwind(real_main).unwrap_or(exit::FAILURE);
+    let code = match std::panic::catch_unwind(real_main) {
+        Ok(code) => code,
+        Err(payload) if is_broken_pipe(&panic_text(payload.as_ref())) => exit::BROKEN_PIPE,
+        Err(_) => exit::FAILURE,
+    };
     std::process::exit(code);
+}
+
+/// The message a panic carried.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A panic of `println!`/`eprintln!` on a closed pipe (EPIPE).
+fn is_broken_pipe(message: &str) -> bool {
+    message.contains("Broken pipe") || message.contains("os error 32")
 }
 
 fn real_main() -> i32 {
