@@ -11,7 +11,11 @@ mod common;
 /// the other stream's text.
 fn closing(args: &[&str], close_stdout: bool) -> (Option<i32>, String) {
     let mut cmd = common::lynk_std();
-    cmd.args(args).env("LYNK_LOG", "trace");
+    cmd.args(args)
+        .env("LYNK_LOG", "trace")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     if close_stdout {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else {
