@@ -27,7 +27,7 @@ fn client(backend: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -
 /// already fired. Nothing is unsafe (the signal has fired, `run` refuses to
 /// start, the per-name checks hold), but the caller gets a dead guard after
 /// waiting for it, and `docs/multi-lock.md` does not say that can happen.
-/// In the simulation's main multi-lock configuration, 2350 of the name
+/// In the simulation's main multi-lock configuration, 2508 of the name
 /// holdings of 300 seeds were handed out this way.
 ///
 /// Ignored: fails on the current code (the guard is handed out lost).
