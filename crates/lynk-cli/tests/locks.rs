@@ -156,6 +156,9 @@ fn run_stops_the_command_when_the_lock_is_taken_over() {
     assert_eq!(out, "got-term\n");
     assert!(err.contains("was lost") && err.contains("SIGTERM"), "{err}");
     assert!(!err.contains("killing"), "{err}");
+    // A forced release is named as such, not as a takeover (issue 16).
+    assert!(err.contains("released by someone else"), "{err}");
+    assert!(!err.contains("taken over"), "{err}");
 }
 
 #[test]

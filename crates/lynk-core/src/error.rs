@@ -15,12 +15,22 @@ pub enum LostReason {
         /// The last heartbeat error, if one was seen (none means they stalled).
         last_error: Option<BackendError>,
     },
-    /// Another client's record replaced ours: the lock was taken over, or
-    /// released by an operator.
+    /// Another client's record replaced ours: the lock was **taken over**
+    /// (by a waiter that saw the lease stand still, e.g. after a pause).
     Stolen {
         /// The host identifier of the record found instead of ours, if any.
         by: Option<String>,
     },
+    /// Somebody else marked the lock released (an operator's
+    /// `lynk release --force`, or `LockClient::release_version`) or granted
+    /// it to a queued waiter: nobody took it over.
+    ReleasedByOther {
+        /// The host identifier the releasing write left in the record.
+        by: String,
+    },
+    /// The lock's record was deleted (by an operator, a TTL, or a client
+    /// releasing with `ReleaseMode::Delete`).
+    Deleted,
     /// The store reported an error that retrying cannot fix (e.g. the table
     /// was deleted).
     BackendFailed {
@@ -38,6 +48,23 @@ pub enum LostReason {
     TokenExhausted,
 }
 
+impl LostReason {
+    /// Why a lease ended, from the record found instead of the holder's own:
+    /// none (deleted), a released record or a grant (released by someone
+    /// else), or another holder's record (taken over).
+    pub(crate) fn replaced_by(current: Option<&crate::LockRecord>) -> Self {
+        match current {
+            None => LostReason::Deleted,
+            Some(r) if r.released || r.granted_to.is_some() => {
+                LostReason::ReleasedByOther { by: r.host.clone() }
+            }
+            Some(r) => LostReason::Stolen {
+                by: Some(r.host.clone()),
+            },
+        }
+    }
+}
+
 impl fmt::Display for LostReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -52,6 +79,11 @@ impl fmt::Display for LostReason {
             }
             LostReason::Stolen { by: Some(by) } => write!(f, "the lock was taken over by {by}"),
             LostReason::Stolen { by: None } => f.write_str("the lock record was removed"),
+            LostReason::ReleasedByOther { by } => write!(
+                f,
+                "the lock was released by someone else (the record now says released, written by {by}), e.g. by `lynk release --force`"
+            ),
+            LostReason::Deleted => f.write_str("the lock record was deleted"),
             LostReason::BackendFailed { error } => write!(f, "the store failed: {error}"),
             LostReason::ClientShutDown => f.write_str("the client was shut down"),
             LostReason::LeaseRanOut => {

@@ -215,7 +215,7 @@ async fn held_release_version_before_a_slow_heartbeat_fires_the_lost_signal() {
     assert!(released.released);
     clock.advance(Duration::from_secs(2)).await;
     assert!(
-        matches!(g.lost_reason(), Some(LostReason::Stolen { .. })),
+        matches!(g.lost_reason(), Some(LostReason::ReleasedByOther { .. })),
         "{:?}",
         g.lost_reason()
     );

@@ -270,8 +270,8 @@ async fn heartbeat(engine: &Arc<Engine>, lease: &Arc<LeaseShared>, give_up: Inst
                 lease.set_valid_from(from);
                 Beat::Renewed(from)
             }
-            None => Beat::Lost(LostReason::Stolen { by: Some(r.host) }),
+            None => Beat::Lost(LostReason::replaced_by(Some(&r))),
         },
-        None => Beat::Lost(LostReason::Stolen { by: None }),
+        None => Beat::Lost(LostReason::replaced_by(None)),
     }
 }

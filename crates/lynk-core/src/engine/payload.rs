@@ -122,7 +122,7 @@ impl Engine {
                         match self.record_behind(current, &lease.name, by).await {
                             // Unresolved: the stored record is unknown.
                             Err(e) => Step::Retry(e),
-                            Ok(None) => Step::Lost(LostReason::Stolen { by: None }),
+                            Ok(None) => Step::Lost(LostReason::replaced_by(None)),
                             Ok(Some(r)) => match self.adopt_heartbeat(&mut core, &r) {
                                 Some(from) if mine.sent_at(&r.version).is_some() => {
                                     Step::Stored(from)
@@ -131,7 +131,7 @@ impl Engine {
                                     lease.set_valid_from(from);
                                     Step::Again
                                 }
-                                None => Step::Lost(LostReason::Stolen { by: Some(r.host) }),
+                                None => Step::Lost(LostReason::replaced_by(Some(&r))),
                             },
                         }
                     }
