@@ -177,21 +177,32 @@ impl MultiLock {
             if let Some(all) = self.all_at_once(&names).await {
                 return Ok(all);
             }
-            let mut held: Vec<LockGuard> = Vec::with_capacity(names.len());
-            for name in &names {
-                match self.lock(name).acquire_until(deadline).await {
-                    Ok(guard) => held.push(guard),
-                    Err(mut e) => {
-                        if let LockError::NotGranted { waited, .. } = &mut e {
-                            *waited = self.client.clock().now().saturating_duration_since(started);
+            // A name taken earlier can be lost while a later one is waited
+            // for (its heartbeats failed): a guard is never handed out lost,
+            // so everything is given back and taken again, in order.
+            'again: loop {
+                let mut held: Vec<LockGuard> = Vec::with_capacity(names.len());
+                for name in &names {
+                    match self.lock(name).acquire_until(deadline).await {
+                        Ok(guard) => held.push(guard),
+                        Err(mut e) => {
+                            if let LockError::NotGranted { waited, .. } = &mut e {
+                                *waited =
+                                    self.client.clock().now().saturating_duration_since(started);
+                            }
+                            tracing::debug!(lock = %name, error = %e, released = held.len(), "multi-lock not acquired; releasing the names taken");
+                            release_all(held).await;
+                            return Err(e);
                         }
-                        tracing::debug!(lock = %name, error = %e, released = held.len(), "multi-lock not acquired; releasing the names taken");
+                    }
+                    if let Some(lost) = held.iter().find(|g| g.is_lost()) {
+                        tracing::debug!(lock = %lost.name(), "a name of the multi-lock was lost while acquiring the others; starting over");
                         release_all(held).await;
-                        return Err(e);
+                        continue 'again;
                     }
                 }
+                return Ok(MultiGuard::new(held));
             }
-            Ok(MultiGuard::new(held))
         }
         .instrument(span)
         .await
@@ -232,6 +243,11 @@ impl MultiLock {
                         return Err(e);
                     }
                 }
+            }
+            if held.iter().any(LockGuard::is_lost) {
+                // Lost while the others were tried: not a guard to hand out.
+                release_all(held).await;
+                return Ok(None);
             }
             Ok(Some(MultiGuard::new(held)))
         }
