@@ -177,6 +177,7 @@ pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
 
 /// Acquires `lock` with `wait`: forever if `None`, one try if zero.
 pub async fn acquire_with_wait(
+    client: &LockClient,
     lock: &lynk_core::Lock,
     wait: Option<Duration>,
 ) -> Result<lynk_core::LockGuard, LockError> {
@@ -184,12 +185,10 @@ pub async fn acquire_with_wait(
         None => lock.acquire().await,
         Some(w) if w.is_zero() => match lock.try_acquire().await? {
             Some(g) => Ok(g),
-            None => Err(LockError::NotGranted {
-                name: lock.name().to_owned(),
-                waited: Duration::ZERO,
-                holder: None,
-                last_error: None,
-            }),
+            None => Err(crate::run::busy_by(
+                lock.name(),
+                crate::run::holder_of(client, lock.name()).await,
+            )),
         },
         Some(w) => lock.acquire_timeout(w).await,
     }
@@ -230,7 +229,7 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
         lock = lock.with_payload(p.clone().into_bytes());
     }
     let guard = tokio::select! {
-        g = acquire_with_wait(&lock, args.wait) => match g {
+        g = acquire_with_wait(&client, &lock, args.wait) => match g {
             Ok(g) => g,
             Err(e @ LockError::NotGranted { .. }) => return Err(not_granted(&e, &args.table, &args.lock)),
             Err(e) => return Err(e.into()),

@@ -157,11 +157,25 @@ impl From<Option<Duration>> for Wait {
 
 /// The error of a one-try acquisition that found `name` taken.
 pub fn busy(name: &str) -> LockError {
+    busy_by(name, None)
+}
+
+/// The error of a one-try acquisition that found `name` held by `holder`.
+pub fn busy_by(name: &str, holder: Option<String>) -> LockError {
     LockError::NotGranted {
         name: name.to_owned(),
         waited: Duration::ZERO,
-        holder: None,
+        holder,
         last_error: None,
+    }
+}
+
+/// Who holds lock `name`, by one read (for the message of a one-try
+/// acquisition that found it taken); `None` if the read fails or nobody does.
+pub async fn holder_of(client: &LockClient, name: &str) -> Option<String> {
+    match client.describe(name).await {
+        Ok(Some(r)) if !r.released => Some(r.host),
+        _ => None,
     }
 }
 
@@ -493,7 +507,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
         let acquisition = async {
             match wait {
                 Wait::Forever => lock.acquire().await,
-                Wait::Once => lock.try_acquire().await?.ok_or_else(|| busy(name)),
+                Wait::Once => match lock.try_acquire().await? {
+                    Some(g) => Ok(g),
+                    None => Err(busy_by(name, holder_of(&client, name).await)),
+                },
                 Wait::Upto(w) => lock.acquire_timeout(w).await,
             }
         };

@@ -85,7 +85,11 @@ fn run_over_two_names_takes_none_when_one_is_held() {
             &out,
             3,
             &[
-                "was not granted",
+                if wait == "0" {
+                    "not waited for"
+                } else {
+                    "was not granted"
+                },
                 "the command was not run, and no lock was kept",
             ],
         );

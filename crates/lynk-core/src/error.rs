@@ -196,7 +196,18 @@ fn not_granted(
     holder: Option<&str>,
     last_error: Option<&BackendError>,
 ) -> String {
-    let waited = format!("{:.1?}", waited);
+    if waited.is_zero() && last_error.is_none() {
+        // A single try (`try_acquire`, `--wait 0`): nothing was waited for.
+        return match holder {
+            Some(h) => format!(
+                "lock {name:?} is held by {h} and was not waited for; wait for it, or read its record to see why it is held"
+            ),
+            None => format!(
+                "lock {name:?} is held by another client and was not waited for; wait for it, or read its record to see who holds it"
+            ),
+        };
+    }
+    let waited = human_duration(waited);
     match (holder, last_error) {
         (_, Some(e)) => format!(
             "lock {name:?} was not granted within {waited}: the store kept failing ({e}); check the store, then retry"
@@ -207,6 +218,45 @@ fn not_granted(
         (None, None) => format!(
             "lock {name:?} was not granted within {waited}: another client holds it; wait longer, or read its record to see who"
         ),
+    }
+}
+
+/// `d` the way people write durations: `0s`, `250ms`, `1.5s`, `3m 5s`,
+/// `2h 10m`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}µs", d.as_micros())
+        };
+    }
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    if secs < 60 {
+        let tenths = (ms % 1_000) / 100;
+        return if tenths == 0 {
+            format!("{secs}s")
+        } else {
+            format!("{secs}.{tenths}s")
+        };
+    }
+    if secs < 3_600 {
+        let (m, s) = (secs / 60, secs % 60);
+        return if s == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m {s}s")
+        };
+    }
+    let (h, m) = (secs / 3_600, (secs % 3_600) / 60);
+    if m == 0 {
+        format!("{h}h")
+    } else {
+        format!("{h}h {m}m")
     }
 }
 
@@ -246,5 +296,49 @@ impl LockError {
             what,
             problem: problem.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod human_tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_written() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(3), "3s"),
+            (Duration::from_secs(185), "3m 5s"),
+            (Duration::from_secs(600), "10m"),
+            (Duration::from_secs(7_800), "2h 10m"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(human_duration(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn a_single_try_says_it_did_not_wait_and_names_the_holder() {
+        let e = LockError::NotGranted {
+            name: "job".into(),
+            waited: Duration::ZERO,
+            holder: Some("web-1".into()),
+            last_error: None,
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("held by web-1") && text.contains("not waited for"),
+            "{text}"
+        );
+        assert!(!text.contains("ns"), "{text}");
+        let e = LockError::NotGranted {
+            name: "job".into(),
+            waited: Duration::from_millis(3_040),
+            holder: Some("web-1".into()),
+            last_error: None,
+        };
+        assert!(e.to_string().contains("within 3s"), "{e}");
     }
 }
