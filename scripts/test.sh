@@ -29,7 +29,9 @@ cargo test --workspace --test simulation --test sim_under_proxy -- --nocapture -
 
 # Every example runs (with short holds), so they stay true. `cargo test`
 # built them above.
-for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v '^lynk-examples$'); do
+# (Those on tokio's paused time live in crates/lynk-testkit/examples.)
+for example in $(sed -n 's/^name = "\(.*\)"$/\1/p' examples/Cargo.toml | grep -v '^lynk-examples$') \
+  $(basename -s .rs crates/lynk-testkit/examples/*.rs); do
   echo "== example $example"
   LYNK_EXAMPLE_HOLD_MS=200 "${CARGO_TARGET_DIR:-target}"/debug/examples/"$example"
 done

@@ -6,7 +6,7 @@
 //! stale write would silently win.
 //!
 //! ```text
-//! cargo run -p lynk-examples --example fencing
+//! cargo run -p lynk-testkit --example fencing
 //! ```
 
 use std::sync::Mutex;

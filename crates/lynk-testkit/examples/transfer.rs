@@ -10,7 +10,7 @@
 //! the accounts over.
 //!
 //! ```text
-//! cargo run -p lynk-examples --example transfer
+//! cargo run -p lynk-testkit --example transfer
 //! ```
 
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 //! simulated leases takes milliseconds.
 //!
 //! ```text
-//! cargo run -p lynk-examples --example leader_election
+//! cargo run -p lynk-testkit --example leader_election
 //! ```
 
 use std::time::Duration;
