@@ -107,8 +107,15 @@ async fn forged_and_foreign_wakeups_only_cost_rate_limited_polls() {
     let polls_before = w.metrics().polls;
     let started = SystemClock.now();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Datagrams go out in batches with a pause between, so that the
+    // listener drains its socket: a flood sent in one go overflows the
+    // kernel's receive buffer on a busy machine, and then the datagrams that
+    // name the lock never arrive at all (CI saw `wakeups: 0`).
     // Other scopes, other locks, garbage: ignored.
-    for _ in 0..100 {
+    for i in 0..100 {
+        if i % 20 == 0 {
+            SystemClock.sleep(Duration::from_millis(5)).await;
+        }
         socket
             .send_to(encode_wake("another-table", "job").unwrap().as_bytes(), &to)
             .unwrap();
@@ -122,7 +129,10 @@ async fn forged_and_foreign_wakeups_only_cost_rate_limited_polls() {
     }
     // A flood naming the lock: at most two early polls at once, then one
     // per poll interval (10 s here).
-    for _ in 0..1000 {
+    for i in 0..1000 {
+        if i % 100 == 0 {
+            SystemClock.sleep(Duration::from_millis(5)).await;
+        }
         socket
             .send_to(encode_wake(SCOPE, "job").unwrap().as_bytes(), &to)
             .unwrap();
