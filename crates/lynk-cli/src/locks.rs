@@ -49,7 +49,7 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
             .iter()
             .map(|e| {
                 let mut v = record_json(&e.record);
-                v["expires_at"] = json!(e.expires_at);
+                v["ttl_expires_at"] = json!(e.expires_at);
                 v
             })
             .collect();
@@ -111,13 +111,19 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
 /// `lynk describe TABLE LOCK`.
 pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
     let backend = checked_backend(global, &args.table).await?;
-    let record = backend.read(&args.lock).await?;
+    let entry = backend
+        .admin()
+        .describe_lock(&args.table, &args.lock)
+        .await?;
+    let expires_at = entry.as_ref().and_then(|e| e.expires_at);
+    let record = entry.map(|e| e.record);
     match (global.output, record) {
         (OutputFormat::Json, None) => {
             print_json(&json!({"table": args.table, "lock": args.lock, "exists": false}))
         }
         (OutputFormat::Json, Some(r)) => {
             let mut v = record_json(&r);
+            v["ttl_expires_at"] = json!(expires_at);
             v["table"] = json!(args.table);
             v["exists"] = json!(true);
             print_json(&v);

@@ -225,6 +225,13 @@ fn acquire_describe_locks_and_release_in_json() {
     assert_eq!(locks.len(), 1);
     assert_eq!(locks[0]["lock"], "deploy");
     assert_eq!(locks[0]["fencing_token"].as_u64(), Some(token));
+    // The TTL instant, under a name that says so, in both outputs, the same
+    // (issue 16: describe lacked it, and "expires_at" read as the lease end).
+    let ttl = locks[0]["ttl_expires_at"]
+        .as_u64()
+        .expect("locks: ttl_expires_at");
+    assert_eq!(d["ttl_expires_at"].as_u64(), Some(ttl), "{d}");
+    assert!(locks[0].get("expires_at").is_none() && d.get("expires_at").is_none());
     let text = ok(&at(&e, &["locks", &t]));
     assert!(text.starts_with("LOCK"), "{text}");
     assert!(
