@@ -39,7 +39,10 @@ async fn run(global: &Global, args: LeaderRunArgs) -> Result<i32, Failure> {
         global,
         &client,
         &args.table,
-        &format!("leadership of {name:?}"),
+        crate::run::WaitingFor {
+            target: &format!("leadership of {name:?}"),
+            record: Some(name),
+        },
         &mut signals,
         &format!(
             "the command was not run; see who leads: lynk leader show {} {}",

@@ -234,7 +234,9 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
     if let Some(p) = &args.payload {
         lock = lock.with_payload(p.clone().into_bytes());
     }
+    let target = format!("lock {:?}", args.lock);
     let guard = tokio::select! {
+        never = crate::progress::report(global, &client, &target, Some(&args.lock)) => match never {},
         g = acquire_with_wait(&client, &lock, args.wait) => match g {
             Ok(g) => g,
             Err(e @ LockError::NotGranted { .. }) => return Err(not_granted(&e, &args.table, &args.lock)),

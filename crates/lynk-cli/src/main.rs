@@ -10,6 +10,7 @@ mod leader;
 mod locks;
 mod output;
 mod parse;
+mod progress;
 mod run;
 mod tables;
 

@@ -179,20 +179,32 @@ pub async fn holder_of(client: &LockClient, name: &str) -> Option<String> {
     }
 }
 
-/// Waits for `acquisition` (of `target`, e.g. `lock "x"`), failing at once on
-/// a table problem, a store that never answers, or a signal (exit 8).
-/// `not_granted_hint` is the hint after a wait that ran out.
+/// What a command waits for: `target` for messages (e.g. `lock "job"`),
+/// and the name whose record tells who holds it, if one does.
+pub struct WaitingFor<'a> {
+    /// E.g. `lock "job"`.
+    pub target: &'a str,
+    /// The record to read for the holder, if any.
+    pub record: Option<&'a str>,
+}
+
+/// Waits for `acquisition` (of `what`), failing at once on a table problem,
+/// a store that never answers, or a signal (exit 8), and reporting progress
+/// on stderr meanwhile (`progress.rs`). `not_granted_hint` is the hint after
+/// a wait that ran out.
 pub async fn acquire<T>(
     global: &Global,
     client: &LockClient,
     table: &str,
-    target: &str,
+    what: WaitingFor<'_>,
     signals: &mut Signals,
     not_granted_hint: &str,
     acquisition: impl Future<Output = Result<T, LockError>>,
 ) -> Result<T, Failure> {
+    let WaitingFor { target, record } = what;
     tokio::select! {
         failure = unanswered(global, client, table) => Err(failure),
+        never = crate::progress::report(global, client, target, record) => match never {},
         g = acquisition => match g {
             Ok(g) => Ok(g),
             Err(e @ LockError::NotGranted { .. }) if store_failed(&e) => {
@@ -443,7 +455,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
             global,
             &client,
             table,
-            &format!("a permit of semaphore {name:?}"),
+            WaitingFor {
+                target: &format!("a permit of semaphore {name:?}"),
+                record: None,
+            },
             &mut signals,
             &format!(
                 "the command was not run; all {permits} permits were held: wait longer with --wait"
@@ -476,7 +491,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
             global,
             &client,
             table,
-            &format!("locks {}", quoted.join(" ")),
+            WaitingFor {
+                target: &format!("locks {}", quoted.join(" ")),
+                record: None,
+            },
             &mut signals,
             &format!(
                 "the command was not run, and no lock was kept; wait longer with --wait, or see who holds them: lynk locks {table}"
@@ -518,7 +536,10 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
             global,
             &client,
             table,
-            &format!("lock {name:?}"),
+            WaitingFor {
+                target: &format!("lock {name:?}"),
+                record: Some(name),
+            },
             &mut signals,
             &format!(
                 "the command was not run; wait longer with --wait, or see who holds it: lynk describe {table} {}",
