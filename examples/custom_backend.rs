@@ -106,6 +106,7 @@ fn decode(key: &str, text: &str) -> Result<LockRecord, BackendError> {
         released: f[4].parse().map_err(|_| bad())?,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
         payload,
     })
 }

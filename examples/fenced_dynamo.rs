@@ -96,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             released: false,
             queue: Default::default(),
             granted_to: None,
+            holder_detail: None,
         })
         .await?;
 

@@ -103,6 +103,16 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub quiet: bool,
+    /// A label written with the locks this command takes, after its process
+    /// id, so holders on one host can be told apart (`describe`, `locks`).
+    #[arg(
+        long,
+        global = true,
+        env = "LYNK_LABEL",
+        value_name = "LABEL",
+        help_heading = "Global options"
+    )]
+    pub label: Option<String>,
 }
 
 /// The subcommands.

@@ -17,12 +17,21 @@ fn record_json(r: &LockRecord) -> Value {
         "lock": r.key,
         "state": if r.released { "released" } else { "held" },
         "holder": r.host,
+        "holder_detail": r.holder_detail,
         "lease_seconds": r.lease_duration.as_secs_f64(),
         "fencing_token": r.fencing_token.map(|t| t.get()),
         "version": r.version.as_str(),
         "payload_bytes": r.payload.as_ref().map_or(0, |p| p.len()),
         "payload": r.payload.as_ref().and_then(|p| std::str::from_utf8(p).ok()),
     })
+}
+
+/// The host, and what tells holders on it apart (`web-1 (pid 4242 nightly)`).
+fn holder_text(r: &LockRecord) -> String {
+    match &r.holder_detail {
+        Some(d) => format!("{} ({d})", r.host),
+        None => r.host.clone(),
+    }
 }
 
 fn token_text(r: &LockRecord) -> String {
@@ -71,7 +80,7 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
                 if r.released {
                     "-".to_owned()
                 } else {
-                    r.host.clone()
+                    holder_text(r)
                 },
                 if r.released {
                     "-".to_owned()
@@ -149,7 +158,7 @@ pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
                 } else {
                     "holder:"
                 },
-                r.host
+                holder_text(&r)
             ));
             say(format!(
                 "lease:         {}",
@@ -227,9 +236,11 @@ pub fn not_granted(e: &LockError, table: &str, lock: &str) -> Failure {
 /// `lynk acquire TABLE LOCK --lease L`.
 pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure> {
     let backend = checked_backend(global, &args.table).await?;
-    let client = LockClient::builder(backend.clone())
-        .default_lease(args.lease)
-        .build()?;
+    let mut builder = LockClient::builder(backend.clone()).default_lease(args.lease);
+    if let Some(label) = &global.label {
+        builder = builder.holder_label(label.clone());
+    }
+    let client = builder.build()?;
     let mut lock = client.create_lock(&args.lock).with_lease(args.lease);
     if let Some(p) = &args.payload {
         lock = lock.with_payload(p.clone().into_bytes());

@@ -125,6 +125,9 @@ pub async fn client_for(
 ) -> Result<LockClient, Failure> {
     let backend = unchecked_backend(global, table).await?;
     let mut builder = LockClient::builder(backend).default_lease(lease);
+    if let Some(label) = &global.label {
+        builder = builder.holder_label(label.clone());
+    }
     if let Some(listen) = wake.wake_listen {
         let mut w = lynk_core::WakeUps::new(listen).scope(table.to_owned());
         if let Some(advertise) = wake.wake_advertise {

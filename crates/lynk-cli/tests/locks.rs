@@ -200,6 +200,8 @@ fn acquire_describe_locks_and_release_in_json() {
             "30m",
             "--payload",
             "v1.2",
+            "--label",
+            "deploy-bot",
             "--output",
             "json",
         ],
@@ -217,13 +219,34 @@ fn acquire_describe_locks_and_release_in_json() {
     assert_eq!(d["payload"], "v1.2");
     assert_eq!(d["payload_bytes"], 4);
     assert_eq!(token_of(&e, &t, "deploy"), token);
+    // Who holds it, beyond the host (issue 16): the acquiring process's id
+    // and its label; another process on the same host shows another pid.
+    let detail = d["holder_detail"]
+        .as_str()
+        .expect("holder_detail")
+        .to_owned();
+    assert!(
+        detail.starts_with("pid ") && detail.ends_with(" deploy-bot"),
+        "{detail}"
+    );
+    ok(&at(&e, &["acquire", &t, "other", "--lease", "30m"]));
+    let other = json(&at(&e, &["describe", &t, "other", "--output", "json"]));
+    let other_detail = other["holder_detail"].as_str().expect("holder_detail");
+    assert!(
+        other_detail.starts_with("pid ") && other_detail != detail,
+        "{other_detail}"
+    );
+    assert_eq!(other["holder"], d["holder"], "same host");
+    let text = ok(&at(&e, &["describe", &t, "deploy"]));
+    assert!(text.contains(&format!("({detail})")), "{text}");
     let free = json(&at(&e, &["describe", &t, "nobody", "--output", "json"]));
     assert_eq!(free["exists"], false);
 
     let l = json(&at(&e, &["locks", &t, "--output", "json"]));
     let locks = l["locks"].as_array().unwrap();
-    assert_eq!(locks.len(), 1);
+    assert_eq!(locks.len(), 2, "deploy and other");
     assert_eq!(locks[0]["lock"], "deploy");
+    assert_eq!(locks[0]["holder_detail"].as_str(), Some(detail.as_str()));
     assert_eq!(locks[0]["fencing_token"].as_u64(), Some(token));
     // The TTL instant, under a name that says so, in both outputs, the same
     // (issue 16: describe lacked it, and "expires_at" read as the lease end).
@@ -237,6 +260,10 @@ fn acquire_describe_locks_and_release_in_json() {
     assert!(
         text.contains("deploy") && text.contains("30m") && text.contains("4 B"),
         "{text}"
+    );
+    assert!(
+        text.contains("deploy-bot"),
+        "the holder column shows the label: {text}"
     );
 
     // A wrong version or token changes nothing: exit 4.

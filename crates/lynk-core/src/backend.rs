@@ -95,6 +95,9 @@ pub struct WriteRequest {
     pub queue: QueueUpdate,
     /// The written record's [`granted_to`](LockRecord::granted_to).
     pub granted_to: Option<String>,
+    /// The written record's [`holder_detail`](LockRecord::holder_detail);
+    /// `None` removes it.
+    pub holder_detail: Option<String>,
 }
 
 impl WriteRequest {
@@ -124,6 +127,7 @@ impl WriteRequest {
                 QueueUpdate::Set(queue) => queue.clone(),
             },
             granted_to: self.granted_to.clone(),
+            holder_detail: self.holder_detail.clone(),
         }
     }
 }

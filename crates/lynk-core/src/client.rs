@@ -168,6 +168,13 @@ impl LockClientBuilder {
         self
     }
 
+    /// Labels this client's records (after its process id) so people can
+    /// tell holders on one host apart; see [`ClientConfig::holder_label`].
+    pub fn holder_label(mut self, label: impl Into<String>) -> Self {
+        self.config.holder_label = Some(label.into());
+        self
+    }
+
     /// Seeds the jitter of polls and backoffs, for reproducible simulations.
     pub fn jitter_seed(mut self, seed: u64) -> Self {
         self.config.jitter_seed = Some(seed);

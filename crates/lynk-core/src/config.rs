@@ -98,6 +98,11 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// Seed for the jitter of polls and backoffs; `None` seeds from the OS.
     pub jitter_seed: Option<u64>,
+    /// A label written with this client's records after its process id
+    /// ([`LockRecord::holder_detail`](crate::LockRecord::holder_detail)), so
+    /// people reading the table can tell holders on one host apart (e.g. a
+    /// job's name). At most 128 characters, no line breaks. Default: none.
+    pub holder_label: Option<String>,
     /// The longest one store call may take before the engine gives up on it
     /// and treats its outcome as unknown (a write) or as a failed read.
     /// `None` (the default) derives it from the lease: a quarter of it, at
@@ -205,6 +210,7 @@ impl Default for ClientConfig {
             initial_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_secs(1),
             jitter_seed: None,
+            holder_label: None,
             call_timeout: None,
             release_timeout: Duration::from_secs(10),
             mutations: Mutations::default(),
@@ -221,6 +227,16 @@ fn default_host_identifier() -> String {
 impl ClientConfig {
     /// Checks that the settings make sense together.
     pub fn validate(&self) -> Result<(), LockError> {
+        if let Some(label) = &self.holder_label {
+            if label.chars().count() > 128 || label.contains(['\n', '\r']) {
+                return Err(LockError::invalid(
+                    "holder label",
+                    format!(
+                        "{label:?} is longer than 128 characters or has a line break; give a short name such as the job's"
+                    ),
+                ));
+            }
+        }
         validate_lease(self.default_lease)?;
         if self.host_identifier.is_empty() {
             return Err(LockError::invalid(
@@ -367,6 +383,15 @@ impl ClientConfig {
     pub fn call_timeout_for(&self, lease: Duration) -> Duration {
         self.call_timeout
             .unwrap_or_else(|| (lease / 4).min(Duration::from_secs(10)))
+    }
+
+    /// What this client writes as [`LockRecord::holder_detail`](crate::LockRecord::holder_detail):
+    /// `pid N`, then the [`holder_label`](ClientConfig::holder_label) if any.
+    pub fn holder_detail(&self) -> String {
+        match &self.holder_label {
+            Some(label) if !label.is_empty() => format!("pid {} {label}", std::process::id()),
+            _ => format!("pid {}", std::process::id()),
+        }
     }
 
     /// Heartbeat period for `lease` (at least a millisecond).

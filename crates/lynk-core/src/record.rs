@@ -110,6 +110,12 @@ pub struct LockRecord {
     /// waiter may take it (by its own write, conditioned on the grant's
     /// version) until the grant's lease goes stale like any other lease.
     pub granted_to: Option<String>,
+    /// What tells holders on one host apart, written by lynk next to
+    /// `hostIdentifier` (which stays as the original writes it): the holder's
+    /// process id and the label its client was given, e.g. `pid 4242 nightly`
+    /// (see [`ClientConfig::holder_label`](crate::ClientConfig::holder_label)).
+    /// `None` on records of the original client and on grants.
+    pub holder_detail: Option<String>,
 }
 
 impl LockRecord {

@@ -57,6 +57,8 @@ pub const WAIT_QUEUE: &str = "waitQueue";
 pub const QUEUE_REVISION: &str = "queueRevision";
 /// The queue entry id a releasing holder granted the lock to (S).
 pub const GRANTED_TO: &str = "grantedTo";
+/// What tells holders on one host apart (`pid N label`), lynk's own.
+pub const HOLDER_DETAIL: &str = "holderDetail";
 /// In a `waitQueue` entry: the entry id (S).
 const ENTRY_ID: &str = "id";
 /// In a `waitQueue` entry: the waiter's host identifier (S).
@@ -232,6 +234,11 @@ pub(crate) fn record_from_item(
         Some(_) => return Err(bad(format!("`{GRANTED_TO}` is not a string (S)"))),
         None => None,
     };
+    let holder_detail = match item.get(HOLDER_DETAIL) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(_) => return Err(bad(format!("`{HOLDER_DETAIL}` is not a string (S)"))),
+        None => None,
+    };
     Ok(LockRecord {
         key,
         version,
@@ -242,6 +249,7 @@ pub(crate) fn record_from_item(
         released,
         queue: WaitQueue { revision, entries },
         granted_to,
+        holder_detail,
     })
 }
 
@@ -379,6 +387,15 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
             AttributeValue::S(id.clone()),
         )),
         None => remove.push(p.name(GRANTED_TO)),
+    }
+    match &request.holder_detail {
+        Some(detail) => set.push(assign(
+            &mut p,
+            HOLDER_DETAIL,
+            "holderDetail",
+            AttributeValue::S(detail.clone()),
+        )),
+        None => remove.push(p.name(HOLDER_DETAIL)),
     }
     Expressions {
         update: Some(update_text(&set, &remove)),
@@ -685,6 +702,7 @@ mod tests {
                             released,
                             queue: queue.clone(),
                             granted_to: granted_to.clone(),
+                            holder_detail: None,
                         };
                         placeholders_match(&write_expressions(&request, 1));
                     }

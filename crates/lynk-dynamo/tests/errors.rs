@@ -25,6 +25,7 @@ fn request() -> WriteRequest {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

@@ -105,6 +105,7 @@ async fn fenced_write_on_moto() {
             released: false,
             queue: Default::default(),
             granted_to: None,
+            holder_detail: None,
         })
         .await
         .unwrap();

@@ -254,6 +254,7 @@ async fn python_takes_over_expired_rust_lock() {
             released: false,
             queue: Default::default(),
             granted_to: None,
+            holder_detail: None,
         })
         .await
         .unwrap();
@@ -316,6 +317,7 @@ async fn python_takeover_drops_the_queue_and_grant() {
             released: true,
             queue: lynk_core::QueueUpdate::Set(queue.clone()),
             granted_to: Some("granted".into()),
+            holder_detail: None,
         })
         .await
         .unwrap();

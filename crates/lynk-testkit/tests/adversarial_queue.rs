@@ -328,6 +328,7 @@ async fn safety_an_original_client_overwrite_drops_the_queue_safely() {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     };
     mem.put_raw(original);
     done(&clock, secs(30), wx).await;

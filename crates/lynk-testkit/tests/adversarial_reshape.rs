@@ -264,6 +264,7 @@ async fn finding_the_read_after_a_recordless_conflict_is_a_poll() {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     });
     let c = client(Recordless::new(mem.clone()), &clock, "a");
     let reads_before = mem.counts().reads;

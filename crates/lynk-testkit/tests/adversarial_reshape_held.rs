@@ -302,6 +302,7 @@ async fn held_token_exhaustion_hands_out_nothing() {
         released: true,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     });
     let c = client(mem.clone(), &clock, "a");
     let (l1, l2) = (c.create_lock("x"), c.create_lock("x"));

@@ -35,6 +35,7 @@ fn held_by(host: &str, released: bool) -> LockRecord {
         released,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

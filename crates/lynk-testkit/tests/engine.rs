@@ -30,6 +30,7 @@ fn abandoned(key: &str, lease: Duration) -> LockRecord {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

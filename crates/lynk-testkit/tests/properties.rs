@@ -111,6 +111,7 @@ proptest! {
                             released,
                             queue: Default::default(),
                             granted_to: None,
+                            holder_detail: None,
                         };
                         // The model, written independently of the backend's code.
                         let current = model.get(&key).cloned();

@@ -238,6 +238,7 @@ async fn an_absurd_lease_in_a_record_is_survived() {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     });
     let l = c.create_lock("x");
     assert!(matches!(

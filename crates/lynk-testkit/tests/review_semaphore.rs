@@ -40,6 +40,7 @@ fn table_record(key: &str, permits: u32, token: u64, lines: &str) -> LockRecord 
         released: lines.is_empty(),
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

@@ -37,6 +37,7 @@ fn abandoned(key: &str, permits: u32, token: u64) -> LockRecord {
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

@@ -269,6 +269,7 @@ mod tests {
             released: false,
             queue: Default::default(),
             granted_to: None,
+            holder_detail: None,
         };
         #[allow(clippy::disallowed_methods)] // a fixed instant; nothing is timed
         let now = Instant::now();

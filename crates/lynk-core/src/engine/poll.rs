@@ -87,6 +87,7 @@ mod tests {
             released: false,
             queue: Default::default(),
             granted_to: None,
+            holder_detail: None,
         }
     }
 

@@ -108,6 +108,7 @@ impl Engine {
             released,
             queue: QueueUpdate::Keep,
             granted_to: None,
+            holder_detail: Some(self.config.holder_detail()),
         };
         Outgoing {
             request,
@@ -163,6 +164,7 @@ impl Engine {
             false,
         );
         out.request.host = to.host.clone();
+        out.request.holder_detail = None;
         out.request.granted_to = Some(to.id.clone());
         out.request.queue = QueueUpdate::Set(queue.without(&to.id));
         out

@@ -688,6 +688,7 @@ impl Task {
             released: table.held.is_empty(),
             queue: QueueUpdate::Keep,
             granted_to: None,
+            holder_detail: Some(config.holder_detail()),
         };
         Some(Plan { request, claimed })
     }

@@ -33,6 +33,7 @@ pub(super) fn request(key: &str, condition: Condition, token: TokenUpdate) -> Wr
         released: false,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 

@@ -49,14 +49,24 @@ pub(super) async fn fields_round_trip(ctx: &Ctx) -> Result<(), String> {
     req.lease_duration = Duration::from_millis(2_500);
     req.payload = Some(Bytes::from_static(b"\x00\xffleader=10.0.0.7:8080"));
     req.host = "host-\u{e9}".to_owned();
+    req.holder_detail = Some("pid 4242 nightly-\u{e9}".to_owned());
     let stored = must_write(ctx, req).await?;
+    ensure!(
+        stored.holder_detail.as_deref() == Some("pid 4242 nightly-\u{e9}"),
+        "the written record lost its holder detail: {stored:?}"
+    );
     must_read(ctx, &key, &stored, "the record with every field").await?;
     let mut clear = update(&key, &stored, TokenUpdate::Keep);
     clear.payload = None;
+    clear.holder_detail = None;
     let cleared = must_write(ctx, clear).await?;
     ensure!(
         cleared.payload.is_none(),
         "payload None did not remove the payload"
+    );
+    ensure!(
+        cleared.holder_detail.is_none(),
+        "holder_detail None did not remove the holder detail"
     );
     let got = read(ctx, &key).await?;
     ensure!(

@@ -43,6 +43,7 @@ pub fn record(key: &str, host: &str, lease: Duration, token: u64, released: bool
         released,
         queue: Default::default(),
         granted_to: None,
+        holder_detail: None,
     }
 }
 
