@@ -342,7 +342,7 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
         Failure::new(
             exit::LOST,
             format!(
-                "lock {lock:?} is no longer held {what}: {}; nothing was changed",
+                "lock {lock:?} is not held {what} (it may never have been, or was released or taken over since): {}; nothing was changed",
                 describe_current(current)
             ),
         )

@@ -271,12 +271,19 @@ fn acquire_describe_locks_and_release_in_json() {
         &e,
         &["release", &t, "deploy", "--version", "not-the-version"],
     );
-    assert_fails(&out, 4, &["no longer held", "nothing was changed"]);
+    assert_fails(
+        &out,
+        4,
+        &[
+            "is not held with version not-the-version",
+            "nothing was changed",
+        ],
+    );
     let out = at(
         &e,
         &["release", &t, "deploy", "--token", &(token + 1).to_string()],
     );
-    assert_fails(&out, 4, &["no longer held"]);
+    assert_fails(&out, 4, &["is not held with"]);
     // The right token releases it; releasing again is exit 4.
     let r = json(&at(
         &e,
