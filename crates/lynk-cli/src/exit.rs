@@ -154,7 +154,19 @@ impl Failure {
             LockError::InvalidInput { .. } => USAGE,
             _ => FAILURE,
         };
-        Failure::new(code, e.to_string())
+        let mut message = e.to_string();
+        if let LockError::NotGranted {
+            last_error: None, ..
+        } = e
+        {
+            // The library ends with generic advice; every command that waits
+            // adds its own `hint:` line with the exact command, so the advice
+            // would say the same thing twice.
+            if let Some(i) = message.rfind("; ") {
+                message.truncate(i);
+            }
+        }
+        Failure::new(code, message)
     }
 }
 
