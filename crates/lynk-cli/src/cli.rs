@@ -166,10 +166,16 @@ Examples:
     #[command(after_help = "\
 A lock with no record is free (exit 0, `exists: false` in JSON).
 
+With --watch, follows the record (one read per second) until interrupted (exit 0):
+a line whenever its version, holder or state changes, and when a holder's record has
+stood unchanged for longer than its lease (a waiter may then take it over), measured
+by this process since it first read that version, never by comparing clocks.
+
 Examples:
   lynk describe my-locks nightly
-  lynk describe my-locks 'my lock' --output json")]
-    Describe(LockArgs),
+  lynk describe my-locks 'my lock' --output json
+  lynk describe my-locks nightly --watch")]
+    Describe(DescribeArgs),
     /// Run a command while holding a lock, a semaphore permit, or several locks.
     #[command(after_help = "\
 Acquires the lock (waiting up to --wait; forever if not given), runs COMMAND with
@@ -322,6 +328,17 @@ pub struct LockArgs {
     /// The lock name (1 to 2048 bytes).
     #[arg(value_parser = parse_lock_name)]
     pub lock: String,
+}
+
+/// Options of `lynk describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// The table and lock.
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Follow the record until interrupted.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Options of `lynk run`.

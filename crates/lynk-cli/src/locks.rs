@@ -434,3 +434,93 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
         format!("lock {lock:?} kept changing while it was being released; try again"),
     ))
 }
+
+/// `lynk describe TABLE LOCK --watch`: a line per change of the record, and
+/// one when a holder's record has stood unchanged past its lease; on a
+/// terminal a live line in between. Until SIGINT, SIGTERM or SIGHUP (exit 0).
+pub async fn watch(global: &Global, args: LockArgs) -> Result<i32, Failure> {
+    use lynk_core::{Clock, SystemClock};
+    use std::io::Write;
+    let backend = checked_backend(global, &args.table).await?;
+    let admin = backend.admin();
+    let mut signals = crate::run::Signals::install()?;
+    let terminal = std::io::stdout().is_terminal() && global.output == OutputFormat::Text;
+    let clock = SystemClock;
+    // The version read last, since when (this process's clock), and whether
+    // its staleness was reported.
+    let mut last: Option<(Option<Version>, bool, std::time::Instant, bool)> = None;
+    let lock = args.lock.as_str();
+    let mut drawn = false;
+    loop {
+        let record = admin
+            .describe_lock(&args.table, lock)
+            .await?
+            .map(|e| e.record);
+        let now = clock.now();
+        let key = record.as_ref().map(|r| r.version.clone());
+        let released = record.as_ref().is_some_and(|r| r.released);
+        let changed = last
+            .as_ref()
+            .is_none_or(|(v, rel, _, _)| *v != key || *rel != released);
+        if changed {
+            last = Some((key, released, now, false));
+        }
+        let (_, _, since, reported) = last.as_mut().expect("set above");
+        let unchanged = now.saturating_duration_since(*since);
+        let stale = record
+            .as_ref()
+            .is_some_and(|r| !r.released && unchanged > r.lease_duration.mul_f64(1.01));
+        let newly_stale = stale && !*reported;
+        if newly_stale {
+            *reported = true;
+        }
+        let state = match &record {
+            None => "no record (free)".to_owned(),
+            Some(r) if r.released => format!("released (free), last holder {}", holder_text(r)),
+            Some(r) => format!(
+                "held by {}, token {}, version {} unchanged for {} of lease {}{}",
+                holder_text(r),
+                token_text(r),
+                &r.version.as_str()[..r.version.as_str().len().min(8)],
+                fmt_duration(std::time::Duration::from_secs(unchanged.as_secs())),
+                fmt_duration(r.lease_duration),
+                if stale {
+                    " (stale: a waiter may take it over)"
+                } else {
+                    ""
+                }
+            ),
+        };
+        if global.output == OutputFormat::Json {
+            if changed || newly_stale {
+                let mut v = match &record {
+                    Some(r) => record_json(r),
+                    None => json!({"lock": lock, "exists": false}),
+                };
+                v["unchanged_seconds"] = json!(unchanged.as_secs_f64());
+                v["stale"] = json!(stale);
+                say(serde_json::to_string(&v).unwrap_or_default());
+            }
+        } else if terminal {
+            let mut out = std::io::stdout().lock();
+            if changed && drawn {
+                // Keep the previous state on its own line.
+                let _ = writeln!(out);
+            }
+            drawn = true;
+            let _ = write!(out, "\r\x1b[2K{lock}: {state}");
+            let _ = out.flush();
+        } else if changed || newly_stale {
+            say(format!("{lock}: {state}"));
+        }
+        tokio::select! {
+            _ = signals.any() => {
+                if terminal {
+                    say("");
+                }
+                return Ok(exit::OK);
+            }
+            _ = clock.sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}

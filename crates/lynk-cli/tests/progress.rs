@@ -87,3 +87,45 @@ fn on_a_terminal_one_live_line_is_redrawn() {
     );
     println!("captured terminal (redraws): {redraws:#?}");
 }
+
+#[test]
+fn describe_watch_follows_the_record_until_interrupted() {
+    let Some(e) = moto("describe_watch_follows_the_record_until_interrupted") else {
+        return;
+    };
+    let t = unique_table("watch");
+    ok(&at(&e, &["create-table", &t]));
+    // Held by a process that exited: nobody heartbeats it.
+    ok(&at(&e, &["acquire", &t, "w", "--lease", "1s"]));
+    let child = lynk_std()
+        .args(["--endpoint-url", &e, "describe", &t, "w", "--watch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lynk starts");
+    pause(std::time::Duration::from_millis(2600));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let out = child.wait_with_output().expect("lynk ends");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "interrupted is the normal end: {text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("w: held by") && lines[0].contains("unchanged for 0s of lease 1s"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("(stale: a waiter may take it over)")),
+        "the record stood still past its lease, by the watcher's own clock: {text}"
+    );
+    assert!(lines.len() <= 3, "a line per change, not per read: {text}");
+}
