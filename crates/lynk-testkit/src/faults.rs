@@ -42,7 +42,7 @@ pub enum Op {
 ///         key: "job".into(), condition: Condition::Absent, version: Version::random(),
 ///         lease_duration: Duration::from_secs(10), host: "a".into(),
 ///         token: TokenUpdate::Next { initial: 1 }, payload: None, released: false,
-///         queue: Default::default(), granted_to: None,
+///         queue: Default::default(), granted_to: None, holder_detail: None,
 ///     };
 ///     let t0 = clock.now();
 ///     let write = tokio::spawn(async move { faulty.write(request).await });
