@@ -54,7 +54,8 @@ impl KvStore {
     }
 }
 
-/// A record as one line of text: `version|lease_ms|host|token|released|payload-hex`.
+/// A record as one line of text:
+/// `version|lease_ms|host|token|released|payload-hex|holder-detail`.
 fn encode(r: &LockRecord) -> String {
     let token = r
         .fencing_token
@@ -62,14 +63,19 @@ fn encode(r: &LockRecord) -> String {
     let payload = r.payload.as_ref().map_or(String::from("-"), |p| {
         p.iter().map(|b| format!("{b:02x}")).collect()
     });
+    let detail = r
+        .holder_detail
+        .as_ref()
+        .map_or(String::from("-"), |d| d.replace('|', "/"));
     format!(
-        "{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}",
         r.version,
         r.lease_duration.as_millis(),
         r.host.replace('|', "/"),
         token,
         r.released,
-        payload
+        payload,
+        detail
     )
 }
 
@@ -81,7 +87,7 @@ fn decode(key: &str, text: &str) -> Result<LockRecord, BackendError> {
         )
     };
     let f: Vec<&str> = text.split('|').collect();
-    if f.len() != 6 {
+    if f.len() != 7 {
         return Err(bad());
     }
     let payload = if f[5] == "-" {
@@ -106,7 +112,7 @@ fn decode(key: &str, text: &str) -> Result<LockRecord, BackendError> {
         released: f[4].parse().map_err(|_| bad())?,
         queue: Default::default(),
         granted_to: None,
-        holder_detail: None,
+        holder_detail: (f[6] != "-").then(|| f[6].to_owned()),
         payload,
     })
 }
