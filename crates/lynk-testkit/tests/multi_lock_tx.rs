@@ -131,3 +131,34 @@ async fn a_local_waiter_queued_during_the_transaction_gets_the_lock_after() {
         .unwrap();
     assert!(single.fencing_token() > token_a);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_acquire_dropped_during_its_transaction_leaves_no_name_reserved() {
+    let memory = MemoryBackend::new();
+    let clock = TestClock::new();
+    let faulty = common::faulty(memory.clone(), &clock);
+    let c = client(faulty.clone(), &clock, "multi");
+    // The transaction waits 3 s before the store; the caller gives up after 1 s.
+    faulty.inject(
+        Some(Op::Write),
+        Some("a"),
+        Fault::Delay(Duration::from_secs(3)),
+        Some(1),
+    );
+    let multi = c.multi_lock(["a", "b"]);
+    let gave_up = common::within(&clock, Duration::from_secs(1), multi.acquire()).await;
+    assert!(gave_up.is_none(), "still in its transaction");
+    // The transaction ends on its own (applied, and its leases, won for
+    // nobody, released): a single acquire of either name is served.
+    for name in ["a", "b"] {
+        let g = common::within(
+            &clock,
+            Duration::from_secs(10),
+            c.create_lock(name).acquire(),
+        )
+        .await
+        .expect("not left reserved for ever")
+        .unwrap();
+        g.release().await.unwrap();
+    }
+}

@@ -264,7 +264,17 @@ impl MultiLock {
             payload: self.payload.clone(),
             heartbeat: true,
         };
-        let handles = self.client.engine.acquire_all_at_once(names, &spec).await?;
+        // In a task of its own: if this future is dropped half way, the
+        // transaction still ends its reservations (local waiters of these
+        // names would otherwise wait for ever), and leases it won for nobody
+        // are dropped, which releases them.
+        let engine = self.client.engine.clone();
+        let names = names.to_vec();
+        let task = self
+            .client
+            .engine
+            .spawn_tracked(async move { engine.acquire_all_at_once(&names, &spec).await });
+        let handles = task.await.ok().flatten()?;
         Some(MultiGuard::new(
             handles.into_iter().map(LockGuard::new).collect(),
         ))
