@@ -1,7 +1,9 @@
 //! Review probes of the multi-lock's transaction fast path
 //! (`Engine::acquire_all_at_once`, `Slots::reserve` / `end_reservation`).
-//! Passing tests pin what held up; `#[ignore = "finding N: ..."]` tests
-//! reproduce a real problem.
+//! Passing tests pin what held up; the tests marked "Regression for finding
+//! N" failed before their fix (engine/slots.rs `end_reservation` answers a
+//! queued `try_acquire`; engine/transact.rs falls back below a token that
+//! would be exhausted).
 
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ fn client(backend: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -
 /// long as the multi-lock is held instead of answering "busy" after one
 /// attempt.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 1: try_acquire behind a winning transaction waits for the multi-lock's release instead of answering busy"]
+// Regression for finding 1 of the transaction review (fixed).
 async fn a_try_acquire_during_the_transaction_answers_busy() {
     let memory = MemoryBackend::new();
     let clock = TestClock::new();
@@ -130,7 +132,7 @@ async fn an_acquire_dropped_during_its_write_strands_no_local_waiter() {
 /// *stored* token of `u64::MAX`; a stored `u64::MAX - 1` gives a lease with
 /// token `u64::MAX`, handed out by `adopt` without the check.
 #[tokio::test(start_paused = true)]
-#[ignore = "finding 2: the transaction hands out a lease with token u64::MAX (deliver refuses it; adopt does not check)"]
+// Regression for finding 2 of the transaction review (fixed).
 async fn the_transaction_never_hands_out_an_exhausted_token() {
     let memory = MemoryBackend::new();
     let clock = TestClock::new();

@@ -251,6 +251,9 @@ impl Slots {
         state.acquirer_running = false;
         if let Some(lease) = lease {
             state.holder = Some(lease.clone());
+            // A `try_acquire` that queued behind the reservation gets its
+            // "busy" now, as it would have behind a holder.
+            state.fail_waiters(true, || Ok(None));
         }
         state.ambiguous.extend(ambiguous);
         Self::settle(&mut map, name)

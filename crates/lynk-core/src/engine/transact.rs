@@ -51,7 +51,7 @@ impl Engine {
         if seen.iter().any(|r| {
             r.as_ref()
                 .and_then(|r| r.fencing_token)
-                .is_some_and(|t| t.get() == u64::MAX)
+                .is_some_and(|t| t.get() >= u64::MAX - 1)
         }) {
             return self.end_all(names);
         }
