@@ -119,7 +119,6 @@ enum Reading {
 
 struct Plan {
     request: WriteRequest,
-    claimed: Option<String>,
 }
 
 struct Task {
@@ -140,7 +139,9 @@ struct Task {
     orphans: Vec<String>,
     /// Fresh for try-only waiters: bumped at every store answer.
     answers: u64,
-    try_seen: HashMap<usize, u64>,
+    /// The answer count when the try-only head arrived: it gets its "no"
+    /// once a later store answer shows no permit free.
+    try_asked_at: Option<u64>,
     /// Our line in the wait queue: its id, beat and when it was last renewed.
     queue_id: String,
     queued: Option<(String, Instant)>,
@@ -169,7 +170,7 @@ impl Task {
             claim: None,
             orphans: Vec::new(),
             answers: 0,
-            try_seen: HashMap::new(),
+            try_asked_at: None,
             queue_id: Version::random().as_str().to_owned(),
             queued: None,
             pending: Vec::new(),
@@ -236,7 +237,7 @@ impl Task {
                     return;
                 }
                 if waiter.try_only {
-                    self.try_seen.insert(0, self.answers);
+                    self.try_asked_at = Some(self.answers);
                 }
                 self.waiters.push_back(waiter);
                 if self.next_poll.is_none() {
@@ -340,7 +341,7 @@ impl Task {
             if head.reply.is_closed() {
                 self.waiters.pop_front();
                 self.abandon_claim();
-                self.try_seen.clear();
+                self.try_asked_at = None;
                 continue;
             }
             break;
@@ -431,11 +432,11 @@ impl Task {
         // gets its "no".
         if let Some(head) = self.waiters.front() {
             if head.try_only {
-                let asked_at = self.try_seen.get(&0).copied().unwrap_or(0);
+                let asked_at = self.try_asked_at.unwrap_or(0);
                 if self.answers > asked_at {
                     let head = self.waiters.pop_front().expect("head exists");
                     self.abandon_claim();
-                    self.try_seen.clear();
+                    self.try_asked_at = None;
                     let _ = head.reply.send(Ok(None));
                     return self.next_step(now);
                 }
@@ -445,9 +446,6 @@ impl Task {
             if now >= poll {
                 return Step::Read;
             }
-        }
-        if self.closing && !self.holders.is_empty() {
-            // Releases that cannot be written (a foreign record): wait.
         }
         Step::Sleep(self.next_timer(now))
     }
@@ -594,7 +592,6 @@ impl Task {
 
         // Claim a free permit for the first local waiter, if no process
         // queued before us is owed it.
-        let mut claimed = None;
         let mut token = TokenUpdate::Keep;
         let head = self.waiters.front().filter(|_| !self.closing);
         if let Some(head) = head {
@@ -633,7 +630,6 @@ impl Task {
                 token = TokenUpdate::Next {
                     initial: next.get(),
                 };
-                claimed = Some(id);
                 changed = true;
                 // Our place in the queue: served. Go to the back if more
                 // local waiters remain, so other processes get their turn.
@@ -690,7 +686,7 @@ impl Task {
             granted_to: None,
             holder_detail: Some(config.holder_detail()),
         };
-        Some(Plan { request, claimed })
+        Some(Plan { request })
     }
 
     fn wait_line(&self, beat: &str) -> WaitLine {
@@ -787,7 +783,6 @@ impl Task {
                 if e.kind() != BackendErrorKind::OutcomeUnknown {
                     self.pending.retain(|(v, _)| *v != version);
                 }
-                let _ = plan.claimed;
                 self.failed(e, at);
             }
         }
@@ -822,7 +817,7 @@ impl Task {
         if self.waiters.front().is_some_and(|w| w.try_only) {
             let head = self.waiters.pop_front().expect("head exists");
             self.abandon_claim();
-            self.try_seen.clear();
+            self.try_asked_at = None;
             let _ = head.reply.send(Err(LockError::from_backend(
                 &self.name,
                 "acquire",
@@ -965,7 +960,7 @@ impl Task {
                 let sent = sent_of(&self.pending, &line.beat);
                 let id = claim.id.clone();
                 self.claim = None;
-                self.try_seen.clear();
+                self.try_asked_at = None;
                 let Some(sent) = sent else {
                     // A line of ours whose write we no longer know: do not
                     // trust its timing; remove it and claim afresh.
