@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{TableDescription, TableStatus};
 use lynk_core::{Clock, SystemClock};
 
 use crate::classify::admin_error;
-use crate::{AwsOptions, Error};
+use crate::{AwsOptions, Error, TableLayout};
 
 /// The tag key lynk puts on the tables it creates (as the original does).
 pub const LYNK_TAG_KEY: &str = "lynk";
@@ -19,6 +19,10 @@ pub const LYNK_TAG_KEY: &str = "lynk";
 pub const LYNK_TAG_VALUE: &str = "lock-table";
 
 /// Administration of lock tables: create, list, check, delete, list locks.
+///
+/// Creating, checking and every lock operation follow the admin's
+/// [`TableLayout`] ([`with_layout`](TableAdmin::with_layout); default: the
+/// original Python lynk's, partition key `lockKey` and no sort key).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), lynk_dynamo::Error> {
@@ -35,6 +39,7 @@ pub struct TableAdmin {
     client: aws_sdk_dynamodb::Client,
     clock: Arc<dyn Clock>,
     wait_timeout: Duration,
+    layout: TableLayout,
 }
 
 impl TableAdmin {
@@ -44,6 +49,7 @@ impl TableAdmin {
             client,
             clock: Arc::new(SystemClock),
             wait_timeout: Duration::from_secs(600),
+            layout: TableLayout::default(),
         }
     }
 
@@ -62,6 +68,44 @@ impl TableAdmin {
     pub fn with_wait_timeout(mut self, timeout: Duration) -> Self {
         self.wait_timeout = timeout;
         self
+    }
+
+    /// Uses `layout` for creating and checking tables and for every lock
+    /// operation ([`describe_lock`](TableAdmin::describe_lock),
+    /// [`list_locks`](TableAdmin::list_locks), [`list_group`](TableAdmin::list_group),
+    /// [`release_group`](TableAdmin::release_group)). Fails with
+    /// [`Error::InvalidLayout`] if the layout is not usable
+    /// ([`TableLayout::validate`]).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), lynk_dynamo::Error> {
+    /// use lynk_dynamo::{CreateOptions, TableAdmin, TableLayout};
+    /// let layout = TableLayout::new().partition_key("PK").key_prefix("LOCK#").sort_key_grouped("SK");
+    /// let admin = TableAdmin::connect(&Default::default()).await?.with_layout(layout)?;
+    /// admin.check_table("app-table").await?; // says which key differs, if one does
+    /// for lock in admin.list_group("app-table", "orders").await?.locks {
+    ///     println!("{} held by {}", lock.record.key, lock.record.host);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn with_layout(self, layout: TableLayout) -> Result<Self, Error> {
+        layout.validate()?;
+        Ok(self.with_valid_layout(layout))
+    }
+
+    /// Uses `layout`, already validated.
+    pub(crate) fn with_valid_layout(mut self, layout: TableLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// The table layout.
+    pub fn layout(&self) -> &TableLayout {
+        &self.layout
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The SDK client.

@@ -19,9 +19,9 @@ use lynk_core::{
 
 use crate::classify::{backend_error, write_error, Attempts, Effect};
 use crate::item::{
-    delete_condition, key_of, queue_expressions, record_from_item, write_expressions, Expressions,
+    delete_condition, queue_expressions, record_from_item, write_expressions, Expressions,
 };
-use crate::{AwsOptions, Error};
+use crate::{AwsOptions, Error, TableLayout};
 
 /// How long a record stays in the table after its last write before
 /// DynamoDB's TTL may delete it, by default (seven days, on top of the lease).
@@ -41,6 +41,11 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// attribute `expiresAt` and the wait queue (`waitQueue`, `queueRevision`,
 /// `grantedTo`; see the [`item`](crate::item) module). A queue write
 /// ([`LockBackend::write_queue`]) is one `UpdateItem` too.
+///
+/// That is the default [`TableLayout`]; with
+/// [`DynamoBackendBuilder::layout`] the locks live in a table of your own
+/// design (other key names, a key prefix, a sort key, lock groups, renamed
+/// attributes), next to your items, which lynk never writes.
 ///
 /// Cloning is cheap and shares the SDK client.
 ///
@@ -64,6 +69,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     retention: Duration,
     capabilities: Capabilities,
+    layout: TableLayout,
 }
 
 impl fmt::Debug for DynamoBackend {
@@ -72,6 +78,7 @@ impl fmt::Debug for DynamoBackend {
             .field("table", &self.inner.table)
             .field("retention", &self.inner.retention)
             .field("capabilities", &self.inner.capabilities)
+            .field("layout", &self.inner.layout)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +94,7 @@ pub struct DynamoBackendBuilder {
     retention: Duration,
     returns_current_on_conflict: bool,
     transactions: bool,
+    layout: TableLayout,
 }
 
 impl DynamoBackendBuilder {
@@ -160,10 +168,32 @@ impl DynamoBackendBuilder {
         self
     }
 
+    /// Where the locks live in the table and what their attributes are
+    /// called (default [`TableLayout::default`], the original Python lynk's:
+    /// partition key `lockKey`, no sort key). Every client of a lock must
+    /// use the same layout. Checked by [`build`](DynamoBackendBuilder::build).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), lynk_dynamo::Error> {
+    /// use lynk_dynamo::{DynamoBackend, TableLayout};
+    /// let layout = TableLayout::new().partition_key("PK").key_prefix("LOCK#").sort_key_grouped("SK");
+    /// let backend = DynamoBackend::builder("app-table").layout(layout).build().await?;
+    /// let client = lynk_core::LockClient::new(backend)?;
+    /// let guard = client.create_lock("orders/42").acquire().await?; // PK "LOCK#orders", SK "42"
+    /// # Ok(()) }
+    /// ```
+    pub fn layout(mut self, layout: TableLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Loads the AWS configuration (unless a client was given) and builds
     /// the backend. Does not contact the table; use
     /// [`TableAdmin::check_table`](crate::TableAdmin::check_table) for that.
+    /// Fails with [`Error::InvalidLayout`] if the [layout](DynamoBackendBuilder::layout)
+    /// is not usable.
     pub async fn build(mut self) -> Result<DynamoBackend, Error> {
+        self.layout.validate()?;
         let client = match self.client.take() {
             Some(c) => c,
             None => self.options.load_client().await?,
@@ -183,6 +213,7 @@ impl DynamoBackendBuilder {
                     .with_returns_current_on_conflict(self.returns_current_on_conflict)
                     .with_transactions(self.transactions)
                     .with_wait_queue(true),
+                layout: self.layout,
             }),
         }
     }
@@ -200,6 +231,7 @@ impl DynamoBackend {
             retention: DEFAULT_RETENTION,
             returns_current_on_conflict: true,
             transactions: true,
+            layout: TableLayout::default(),
         }
     }
 
@@ -222,9 +254,23 @@ impl DynamoBackend {
         &self.inner.client
     }
 
-    /// Table administration over the same client and clock.
+    /// The table layout.
+    pub fn layout(&self) -> &TableLayout {
+        &self.inner.layout
+    }
+
+    /// Table administration over the same client, clock and layout.
     pub fn admin(&self) -> crate::TableAdmin {
-        crate::TableAdmin::new(self.inner.client.clone()).with_clock(self.inner.clock.clone())
+        crate::TableAdmin::new(self.inner.client.clone())
+            .with_clock(self.inner.clock.clone())
+            .with_valid_layout(self.inner.layout.clone())
+    }
+
+    /// The `Key` of lock `name` under the layout; a name that does not fit
+    /// is an [`InvalidRequest`](BackendErrorKind::InvalidRequest) error
+    /// saying why (nothing is sent).
+    fn key(&self, name: &str) -> Result<HashMap<String, AttributeValue>, BackendError> {
+        self.inner.layout.key_of(name).map_err(BackendError::from)
     }
 
     /// The `expiresAt` value for a record written now with `lease`.
@@ -242,17 +288,19 @@ impl DynamoBackend {
     }
 
     fn malformed(&self, problem: impl fmt::Display) -> BackendError {
+        let advice = if self.inner.layout.is_default() {
+            "fix the item or delete it (e.g. with the AWS console or `aws dynamodb delete-item`)"
+        } else {
+            "lynk leaves it alone: if it is an item of yours, its key is this lock's key under the table layout, so use another lock name (or a key prefix such as `LOCK#`); if it is a damaged lock record, fix or delete it"
+        };
         BackendError::new(
             BackendErrorKind::Other,
-            format!(
-                "in table `{}`, {problem}; fix the item or delete it (e.g. with the AWS console or `aws dynamodb delete-item`)",
-                self.inner.table
-            ),
+            format!("in table `{}`, {problem}; {advice}", self.inner.table),
         )
     }
 
     fn record(&self, item: &HashMap<String, AttributeValue>) -> Result<LockRecord, BackendError> {
-        record_from_item(item).map_err(|e| self.malformed(e))
+        record_from_item(&self.inner.layout, item).map_err(|e| self.malformed(e))
     }
 
     /// Sends one conditional `UpdateItem` of `key` with `expr`, returning the
@@ -266,13 +314,14 @@ impl DynamoBackend {
         expr: Expressions,
         own: impl Fn(&LockRecord) -> bool,
     ) -> Result<LockRecord, WriteError> {
+        let key = self.key(key)?;
         let attempts = Attempts::default();
         let result = self
             .inner
             .client
             .update_item()
             .table_name(&self.inner.table)
-            .set_key(Some(key_of(key)))
+            .set_key(Some(key))
             .set_update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(expr.placeholders.names())
@@ -335,7 +384,7 @@ impl LockBackend for DynamoBackend {
             .client
             .get_item()
             .table_name(&self.inner.table)
-            .set_key(Some(key_of(key)))
+            .set_key(Some(self.key(key)?))
             .consistent_read(true)
             .send()
             .await
@@ -344,7 +393,11 @@ impl LockBackend for DynamoBackend {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
-        let expr = write_expressions(&request, self.expires_at(request.lease_duration));
+        let expr = write_expressions(
+            &self.inner.layout,
+            &request,
+            self.expires_at(request.lease_duration),
+        );
         // The SDK may have retried a write whose first attempt applied: a
         // stored record carrying this request's fresh version can only have
         // been written by this request.
@@ -355,7 +408,7 @@ impl LockBackend for DynamoBackend {
     }
 
     async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
-        let expr = queue_expressions(&request);
+        let expr = queue_expressions(&self.inner.layout, &request);
         // As in `write`, by the queue's fresh revision: only this request
         // stores it (a queue without a revision is never recognised).
         self.update(&request.key, expr, |current| {
@@ -365,14 +418,15 @@ impl LockBackend for DynamoBackend {
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        let expr = delete_condition(expected);
+        let expr = delete_condition(&self.inner.layout, expected);
+        let key = self.key(key)?;
         let attempts = Attempts::default();
         let result = self
             .inner
             .client
             .delete_item()
             .table_name(&self.inner.table)
-            .set_key(Some(key_of(key)))
+            .set_key(Some(key))
             .condition_expression(expr.condition)
             .set_expression_attribute_names(expr.placeholders.names())
             .set_expression_attribute_values(expr.placeholders.values())
@@ -397,10 +451,10 @@ impl LockBackend for DynamoBackend {
         let table = &self.inner.table;
         let mut items = Vec::with_capacity(requests.len());
         for r in &requests {
-            let expr = write_expressions(r, self.expires_at(r.lease_duration));
+            let expr = write_expressions(&self.inner.layout, r, self.expires_at(r.lease_duration));
             let update = Update::builder()
                 .table_name(table)
-                .set_key(Some(key_of(&r.key)))
+                .set_key(Some(self.key(&r.key)?))
                 .set_update_expression(expr.update)
                 .condition_expression(expr.condition)
                 .set_expression_attribute_names(expr.placeholders.names())

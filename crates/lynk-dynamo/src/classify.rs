@@ -241,7 +241,7 @@ fn request_not_sent(err: &(dyn StdError + 'static)) -> bool {
 /// How to fix a table whose key schema is wrong.
 pub(crate) fn fix_schema(table: &str) -> String {
     format!(
-        "a lock table needs exactly one key, the hash key `lockKey` of type S (string), and no sort key; \
+        "a lock table needs exactly one key, the hash key `lockKey` of type S (string), and no sort key (with a table layout: the layout's keys; `lynk check-table` says which differs); \
          DynamoDB cannot change a key schema, so use another table name, or delete `{table}` and recreate it with `lynk create-table {table}`"
     )
 }

@@ -8,7 +8,6 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::classify::admin_error;
-use crate::item::{EXPIRES_AT, LOCK_KEY};
 use crate::{Error, TableAdmin, LYNK_TAG_KEY, LYNK_TAG_VALUE};
 
 /// How a new table is billed.
@@ -34,7 +33,8 @@ pub struct CreateOptions {
     pub billing: Billing,
     /// Wait until the table is ACTIVE (default `true`).
     pub wait: bool,
-    /// Enable DynamoDB TTL on `expiresAt` (default `true`). Needs `wait`.
+    /// Enable DynamoDB TTL on the layout's TTL attribute (default `true`,
+    /// `expiresAt` in the default layout). Needs `wait`.
     pub ttl: bool,
 }
 
@@ -97,9 +97,11 @@ enum Optional {
 }
 
 impl TableAdmin {
-    /// Creates lock table `table`: hash key `lockKey` (S), tagged
-    /// `lynk=lock-table`, then (by default) waits until it is ACTIVE and
-    /// enables TTL on `expiresAt`.
+    /// Creates lock table `table` with the admin's [layout](TableAdmin::with_layout)'s
+    /// keys (by default the hash key `lockKey` (S) alone; with a sort key, the
+    /// partition key as hash key and the sort key as range key, both S),
+    /// tagged `lynk=lock-table`, then (by default) waits until it is ACTIVE
+    /// and enables TTL on the layout's TTL attribute (`expiresAt`).
     ///
     /// Fails with [`Error::TableExists`] if the table already exists (it is
     /// not changed). A server without `UpdateTimeToLive` gives a warning in
@@ -109,25 +111,30 @@ impl TableAdmin {
         table: &str,
         options: &CreateOptions,
     ) -> Result<CreateOutcome, Error> {
-        let mut req = self
-            .client()
-            .create_table()
-            .table_name(table)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(LOCK_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| build_error(table, e))?,
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(LOCK_KEY)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(|e| build_error(table, e))?,
-            )
-            .tags(lynk_tag(table)?);
+        let layout = self.layout();
+        let mut keys = vec![(layout.partition_key_attribute(), KeyType::Hash)];
+        if let Some(sort) = layout.sort_key_attribute() {
+            keys.push((sort, KeyType::Range));
+        }
+        let mut req = self.client().create_table().table_name(table);
+        for (attribute, kind) in keys {
+            req = req
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(attribute)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .map_err(|e| build_error(table, e))?,
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(attribute)
+                        .key_type(kind)
+                        .build()
+                        .map_err(|e| build_error(table, e))?,
+                );
+        }
+        let mut req = req.tags(lynk_tag(table)?);
         req = match options.billing {
             Billing::OnDemand => req.billing_mode(BillingMode::PayPerRequest),
             Billing::Provisioned { read, write } => req
@@ -179,10 +186,11 @@ impl TableAdmin {
                 ));
             }
         }
+        let ttl_attribute = self.layout().ttl_attribute();
         if options.ttl {
             if !options.wait {
                 outcome.warnings.push(format!(
-                    "TTL on `{EXPIRES_AT}` was not enabled because the table may still be CREATING; enable it later (aws dynamodb update-time-to-live --table-name {table} --time-to-live-specification Enabled=true,AttributeName={EXPIRES_AT})"
+                    "TTL on `{ttl_attribute}` was not enabled because the table may still be CREATING; enable it later (aws dynamodb update-time-to-live --table-name {table} --time-to-live-specification Enabled=true,AttributeName={ttl_attribute})"
                 ));
             } else {
                 match self.enable_ttl(table).await {
@@ -191,7 +199,7 @@ impl TableAdmin {
                     Err(Optional::Refused(e)) => {
                         tracing::warn!(table, error = %e, "could not enable TTL");
                         outcome.warnings.push(format!(
-                            "TTL on `{EXPIRES_AT}` could not be enabled ({e}); the table works without it, but released locks are never cleaned up"
+                            "TTL on `{ttl_attribute}` could not be enabled ({e}); the table works without it, but released locks are never cleaned up"
                         ));
                     }
                 }
@@ -217,7 +225,7 @@ impl TableAdmin {
     async fn enable_ttl(&self, table: &str) -> Result<(), Optional> {
         let spec = TimeToLiveSpecification::builder()
             .enabled(true)
-            .attribute_name(EXPIRES_AT)
+            .attribute_name(self.layout().ttl_attribute())
             .build()
             .map_err(|e| Optional::Refused(e.to_string()))?;
         self.client()

@@ -126,6 +126,23 @@ pub enum Error {
         /// The error code and message.
         detail: String,
     },
+    /// A [`TableLayout`](crate::TableLayout) is not usable (two attributes
+    /// with one name, an empty name, ...). Nothing was sent.
+    #[error("invalid table layout: {problem}")]
+    InvalidLayout {
+        /// Every problem found, and how to fix it.
+        problem: String,
+    },
+    /// A lock name (or group) does not fit the table layout: no group
+    /// separator in a grouped layout, or a key beyond DynamoDB's limits.
+    /// Nothing was sent.
+    #[error("lock name {name:?} does not fit the table layout: {problem}")]
+    InvalidLockName {
+        /// The lock name (or group), shortened if very long.
+        name: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// Any other error from DynamoDB.
     #[error("DynamoDB {operation} on table `{table}` failed: {detail}")]
     Service {
@@ -183,7 +200,9 @@ impl Error {
             Error::TableMisconfigured { .. } | Error::NotALockTable { .. } => {
                 BackendErrorKind::TableMisconfigured
             }
-            Error::InvalidRequest { .. } => BackendErrorKind::InvalidRequest,
+            Error::InvalidRequest { .. }
+            | Error::InvalidLayout { .. }
+            | Error::InvalidLockName { .. } => BackendErrorKind::InvalidRequest,
             _ => BackendErrorKind::Other,
         }
     }

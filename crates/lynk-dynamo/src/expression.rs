@@ -17,9 +17,24 @@ pub(crate) struct Placeholders {
 }
 
 impl Placeholders {
-    /// The placeholder for attribute `attr` (`#attr`), registering it.
+    /// The placeholder for attribute `attr`, registering it: `#attr` when
+    /// the name is letters, digits and `_` (every default name), else
+    /// `#nN` (a table layout may name attributes `lynk-token` or `a.b`,
+    /// which a placeholder cannot spell). One attribute, one placeholder.
     pub(crate) fn name(&mut self, attr: &str) -> String {
-        let placeholder = format!("#{attr}");
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| *a == attr) {
+            return placeholder.clone();
+        }
+        let plain = !attr.is_empty() && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let mut placeholder = format!("#{attr}");
+        let mut i = 0;
+        while !plain || self.names.contains_key(&placeholder) {
+            placeholder = format!("#n{i}");
+            if !self.names.contains_key(&placeholder) {
+                break;
+            }
+            i += 1;
+        }
         self.names.insert(placeholder.clone(), attr.to_owned());
         placeholder
     }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Up
 use lynk_core::LockGuard;
 
 use crate::classify::admin_error;
-use crate::item::{fence_condition, key_of};
+use crate::item::fence_condition;
 use crate::{DynamoBackend, Error};
 
 /// One write of yours to make conditional on holding a lock: the
@@ -97,17 +97,24 @@ impl UserWrite {
 /// ```
 impl DynamoBackend {
     /// The `ConditionCheck` that holds only while `guard` holds its lock, to
-    /// compose into a transaction of your own.
-    pub fn fence(&self, guard: &LockGuard) -> ConditionCheck {
-        let expr = fence_condition(guard.fencing_token());
+    /// compose into a transaction of your own. Fails with
+    /// [`Error::InvalidLockName`] only for a guard whose name does not fit
+    /// this backend's [layout](DynamoBackend::layout) (a guard of another
+    /// backend).
+    pub fn fence(&self, guard: &LockGuard) -> Result<ConditionCheck, Error> {
+        let expr = fence_condition(self.layout(), guard.fencing_token());
         ConditionCheck::builder()
             .table_name(self.table())
-            .set_key(Some(key_of(guard.name())))
+            .set_key(Some(self.layout().key_of(guard.name())?))
             .condition_expression(expr.condition)
             .set_expression_attribute_names(expr.placeholders.names())
             .set_expression_attribute_values(expr.placeholders.values())
             .build()
-            .unwrap_or_else(|e| unreachable!("table, key and condition are set: {e}"))
+            .map_err(|e| Error::InvalidRequest {
+                operation: "ConditionCheck".into(),
+                table: self.table().to_owned(),
+                detail: format!("could not build the fence: {e}"),
+            })
     }
 
     /// Applies `write` if and only if `guard` still holds its lock, as one
@@ -141,7 +148,7 @@ impl DynamoBackend {
         }
         let tables: Vec<String> = writes.iter().map(|w| w.table().to_owned()).collect();
         let mut items = vec![TransactWriteItem::builder()
-            .condition_check(self.fence(guard))
+            .condition_check(self.fence(guard)?)
             .build()];
         items.extend(writes.into_iter().map(UserWrite::into_item));
         let result = self

@@ -18,10 +18,22 @@
 //! | `queueRevision`  | S    | a fresh UUID on every write of the queue             |
 //! | `grantedTo`      | S    | the queue entry id a release handed the lock to      |
 //!
+//! These are the default names; a [`TableLayout`] can move the lock name to
+//! other key attributes (with a prefix, a sort key, lock groups) and rename
+//! lynk's attributes, and every function here takes the layout.
+//!
 //! This module is the whole mapping: the attribute names, reading an item
 //! into a [`LockRecord`], and every update and condition expression lynk
 //! sends (the protocol's writes, the delete condition and the fence of a
-//! fenced write). `backend.rs` and `fenced.rs` only send the requests.
+//! fenced write). `backend.rs` and `fenced.rs` only send the requests; the
+//! item's key is [`TableLayout::key_of`].
+//!
+//! **No write touches an item that is not a lock record**, so lynk can share
+//! a table with your items: a write creates an item only where none exists
+//! (`attribute_not_exists(<partition key>)`), and otherwise applies only to
+//! an item carrying a version lynk read or wrote (`versionNumber = :v`), or
+//! to a released lock record (`released = true` together with
+//! `versionNumber` and `leaseDuration`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,8 +46,9 @@ use lynk_core::{
 };
 
 use crate::expression::Placeholders;
+use crate::layout::{LynkAttribute as A, TableLayout};
 
-/// The hash key attribute: the lock name.
+/// The hash key attribute of the default layout: the lock name.
 pub const LOCK_KEY: &str = "lockKey";
 /// The lease in seconds (N).
 pub const LEASE_DURATION: &str = "leaseDuration";
@@ -158,85 +171,76 @@ pub fn parse_token(text: &str) -> Option<FencingToken> {
 /// `versionNumber` or `leaseDuration` is an error: nobody could safely take
 /// such a lock over.
 pub(crate) fn record_from_item(
+    layout: &TableLayout,
     item: &HashMap<String, AttributeValue>,
 ) -> Result<LockRecord, MalformedItem> {
-    let key = match item.get(LOCK_KEY) {
-        Some(AttributeValue::S(s)) => s.clone(),
-        Some(_) => {
-            return Err(MalformedItem {
-                key: None,
-                problem: format!("`{LOCK_KEY}` is not a string"),
-            })
-        }
-        None => {
-            return Err(MalformedItem {
-                key: None,
-                problem: format!("it has no `{LOCK_KEY}`"),
-            })
-        }
+    let Some(key) = layout.name_of(item) else {
+        return Err(MalformedItem {
+            key: None,
+            problem: key_problem(layout, item),
+        });
     };
+    let [n_lease, n_version, n_host, n_token, n_payload, n_released, _, n_queue, n_revision, n_granted, n_detail] =
+        A::ALL.map(|a| layout.attribute_name(a));
     let bad = |problem: String| MalformedItem {
         key: Some(key.clone()),
         problem,
     };
-    let version = match item.get(VERSION_NUMBER) {
+    let version = match item.get(n_version) {
         Some(AttributeValue::S(s)) if !s.is_empty() => Version::from_string(s.clone()),
-        Some(AttributeValue::S(_)) => return Err(bad(format!("`{VERSION_NUMBER}` is empty"))),
-        Some(_) => return Err(bad(format!("`{VERSION_NUMBER}` is not a string (S)"))),
-        None => return Err(bad(format!("it has no `{VERSION_NUMBER}`"))),
+        Some(AttributeValue::S(_)) => return Err(bad(format!("`{n_version}` is empty"))),
+        Some(_) => return Err(bad(format!("`{n_version}` is not a string (S)"))),
+        None => return Err(bad(format!("it has no `{n_version}`"))),
     };
-    let lease_duration = match item.get(LEASE_DURATION) {
-        Some(AttributeValue::N(n)) => parse_lease(n).ok_or_else(|| {
-            bad(format!(
-                "`{LEASE_DURATION}` {n:?} is not a number of seconds"
-            ))
-        })?,
-        Some(_) => return Err(bad(format!("`{LEASE_DURATION}` is not a number (N)"))),
-        None => return Err(bad(format!("it has no `{LEASE_DURATION}`"))),
+    let lease_duration = match item.get(n_lease) {
+        Some(AttributeValue::N(n)) => parse_lease(n)
+            .ok_or_else(|| bad(format!("`{n_lease}` {n:?} is not a number of seconds")))?,
+        Some(_) => return Err(bad(format!("`{n_lease}` is not a number (N)"))),
+        None => return Err(bad(format!("it has no `{n_lease}`"))),
     };
-    let host = match item.get(HOST_IDENTIFIER) {
+    let host = match item.get(n_host) {
         Some(AttributeValue::S(s)) => s.clone(),
         _ => String::new(),
     };
-    let fencing_token = match item.get(FENCING_TOKEN) {
+    let fencing_token = match item.get(n_token) {
         Some(AttributeValue::N(n)) => Some(
             parse_token(n)
-                .ok_or_else(|| bad(format!("`{FENCING_TOKEN}` {n:?} is not a whole number")))?,
+                .ok_or_else(|| bad(format!("`{n_token}` {n:?} is not a whole number")))?,
         ),
-        Some(_) => return Err(bad(format!("`{FENCING_TOKEN}` is not a number (N)"))),
+        Some(_) => return Err(bad(format!("`{n_token}` is not a number (N)"))),
         None => None,
     };
-    let payload = match item.get(PAYLOAD) {
+    let payload = match item.get(n_payload) {
         Some(AttributeValue::B(b)) => Some(bytes::Bytes::from(b.clone().into_inner())),
-        Some(_) => return Err(bad(format!("`{PAYLOAD}` is not binary (B)"))),
+        Some(_) => return Err(bad(format!("`{n_payload}` is not binary (B)"))),
         None => None,
     };
-    let released = matches!(item.get(RELEASED), Some(AttributeValue::Bool(true)));
-    let entries = match item.get(WAIT_QUEUE) {
+    let released = matches!(item.get(n_released), Some(AttributeValue::Bool(true)));
+    let entries = match item.get(n_queue) {
         Some(AttributeValue::L(list)) => list
             .iter()
             .enumerate()
             .map(|(i, entry)| {
-                queue_entry(entry).map_err(|why| bad(format!("`{WAIT_QUEUE}` entry {i} {why}")))
+                queue_entry(entry).map_err(|why| bad(format!("`{n_queue}` entry {i} {why}")))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(bad(format!("`{WAIT_QUEUE}` is not a list (L)"))),
+        Some(_) => return Err(bad(format!("`{n_queue}` is not a list (L)"))),
         None => Vec::new(),
     };
-    let revision = match item.get(QUEUE_REVISION) {
+    let revision = match item.get(n_revision) {
         Some(AttributeValue::S(s)) if !s.is_empty() => Some(Version::from_string(s.clone())),
-        Some(AttributeValue::S(_)) => return Err(bad(format!("`{QUEUE_REVISION}` is empty"))),
-        Some(_) => return Err(bad(format!("`{QUEUE_REVISION}` is not a string (S)"))),
+        Some(AttributeValue::S(_)) => return Err(bad(format!("`{n_revision}` is empty"))),
+        Some(_) => return Err(bad(format!("`{n_revision}` is not a string (S)"))),
         None => None,
     };
-    let granted_to = match item.get(GRANTED_TO) {
+    let granted_to = match item.get(n_granted) {
         Some(AttributeValue::S(s)) => Some(s.clone()),
-        Some(_) => return Err(bad(format!("`{GRANTED_TO}` is not a string (S)"))),
+        Some(_) => return Err(bad(format!("`{n_granted}` is not a string (S)"))),
         None => None,
     };
-    let holder_detail = match item.get(HOLDER_DETAIL) {
+    let holder_detail = match item.get(n_detail) {
         Some(AttributeValue::S(s)) => Some(s.clone()),
-        Some(_) => return Err(bad(format!("`{HOLDER_DETAIL}` is not a string (S)"))),
+        Some(_) => return Err(bad(format!("`{n_detail}` is not a string (S)"))),
         None => None,
     };
     Ok(LockRecord {
@@ -251,6 +255,28 @@ pub(crate) fn record_from_item(
         granted_to,
         holder_detail,
     })
+}
+
+/// Why `item`'s key is not a lock item's under `layout`.
+fn key_problem(layout: &TableLayout, item: &HashMap<String, AttributeValue>) -> String {
+    let pk = layout.partition_key_attribute();
+    match item.get(pk) {
+        None => return format!("it has no `{pk}`"),
+        Some(AttributeValue::S(v)) if !v.starts_with(layout.prefix()) => {
+            return format!(
+                "its `{pk}` {v:?} does not start with the layout's prefix {:?}",
+                layout.prefix()
+            )
+        }
+        Some(AttributeValue::S(_)) => {}
+        Some(_) => return format!("`{pk}` is not a string"),
+    }
+    match layout.sort_key_attribute() {
+        Some(sk) => format!(
+            "its key (`{pk}`, `{sk}`) is not a lock's key under the table layout ({layout})"
+        ),
+        None => format!("its `{pk}` is not a lock's key under the table layout ({layout})"),
+    }
 }
 
 /// Reads one `waitQueue` entry; the error completes "`waitQueue` entry N ...".
@@ -289,17 +315,15 @@ fn queue_value(entries: &[QueueEntry]) -> AttributeValue {
     )
 }
 
-/// The epoch seconds stored in `expiresAt`, if the item has one.
-pub(crate) fn expires_at(item: &HashMap<String, AttributeValue>) -> Option<u64> {
-    match item.get(EXPIRES_AT) {
+/// The epoch seconds stored in the TTL attribute, if the item has one.
+pub(crate) fn expires_at(
+    layout: &TableLayout,
+    item: &HashMap<String, AttributeValue>,
+) -> Option<u64> {
+    match item.get(layout.ttl_attribute()) {
         Some(AttributeValue::N(n)) => n.parse().ok(),
         _ => None,
     }
-}
-
-/// The `Key` map for lock `name`.
-pub(crate) fn key_of(name: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([(LOCK_KEY.to_owned(), AttributeValue::S(name.to_owned()))])
 }
 
 /// The expressions of one request, with exactly the placeholders they use.
@@ -320,32 +344,49 @@ fn assign(p: &mut Placeholders, attr: &str, label: &str, value: AttributeValue) 
 /// The `UpdateItem` expressions of a protocol write (acquire, takeover,
 /// heartbeat, handover, release): `request`'s condition, and an update that
 /// writes its record with the TTL attribute set to `expires_at`.
-pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expressions {
+///
+/// The conditions never hold on an item that is not a lock record:
+/// `Absent` needs no item at the key; `Vacant` no item, or a released one
+/// that has lynk's version and lease attributes (an item of yours with a
+/// `released` attribute of its own does not qualify); `VersionIs` and
+/// `QueueIs` a version lynk read from a lock record or wrote itself.
+pub(crate) fn write_expressions(
+    layout: &TableLayout,
+    request: &WriteRequest,
+    expires_at: u64,
+) -> Expressions {
+    let [n_lease, n_version, n_host, n_token, n_payload, n_released, n_expires, _, _, n_granted, n_detail] =
+        A::ALL.map(|a| layout.attribute_name(a));
     let mut p = Placeholders::default();
+    let pk = layout.partition_key_attribute();
     let condition = match &request.condition {
-        Condition::Absent => format!("attribute_not_exists({})", p.name(LOCK_KEY)),
+        Condition::Absent => format!("attribute_not_exists({})", p.name(pk)),
         Condition::Vacant => format!(
-            "attribute_not_exists({}) OR {}",
-            p.name(LOCK_KEY),
-            assign(&mut p, RELEASED, "true", AttributeValue::Bool(true))
+            "attribute_not_exists({}) OR ({} AND attribute_exists({}) AND attribute_exists({}))",
+            p.name(pk),
+            assign(&mut p, n_released, "true", AttributeValue::Bool(true)),
+            p.name(n_version),
+            p.name(n_lease)
         ),
-        Condition::VersionIs(v) => version_is(&mut p, v),
-        Condition::QueueIs { version, revision } => queue_is(&mut p, version, revision.as_ref()),
+        Condition::VersionIs(v) => version_is(layout, &mut p, v),
+        Condition::QueueIs { version, revision } => {
+            queue_is(layout, &mut p, version, revision.as_ref())
+        }
     };
     let version = AttributeValue::S(request.version.as_str().to_owned());
     let lease = AttributeValue::N(format_lease(request.lease_duration));
     let mut set = vec![
-        assign(&mut p, VERSION_NUMBER, "version", version),
-        assign(&mut p, LEASE_DURATION, "lease", lease),
+        assign(&mut p, n_version, "version", version),
+        assign(&mut p, n_lease, "lease", lease),
         assign(
             &mut p,
-            HOST_IDENTIFIER,
+            n_host,
             "host",
             AttributeValue::S(request.host.clone()),
         ),
         assign(
             &mut p,
-            EXPIRES_AT,
+            n_expires,
             "expires",
             AttributeValue::N(expires_at.to_string()),
         ),
@@ -354,7 +395,7 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
     if let TokenUpdate::Next { initial } = request.token {
         // stored + 1 if a token exists, else exactly `initial`.
         let base = i128::from(initial) - 1;
-        let t = p.name(FENCING_TOKEN);
+        let t = p.name(n_token);
         set.push(format!(
             "{t} = if_not_exists({t}, {}) + {}",
             p.value("base", AttributeValue::N(base.to_string())),
@@ -364,38 +405,43 @@ pub(crate) fn write_expressions(request: &WriteRequest, expires_at: u64) -> Expr
     match &request.payload {
         Some(b) => set.push(assign(
             &mut p,
-            PAYLOAD,
+            n_payload,
             "payload",
             AttributeValue::B(Blob::new(b.to_vec())),
         )),
-        None => remove.push(p.name(PAYLOAD)),
+        None => remove.push(p.name(n_payload)),
     }
     if request.released {
-        set.push(assign(&mut p, RELEASED, "true", AttributeValue::Bool(true)));
+        set.push(assign(
+            &mut p,
+            n_released,
+            "true",
+            AttributeValue::Bool(true),
+        ));
     } else {
-        remove.push(p.name(RELEASED));
+        remove.push(p.name(n_released));
     }
     match &request.queue {
         QueueUpdate::Keep => {}
-        QueueUpdate::Set(queue) => set_queue(&mut p, queue, &mut set, &mut remove),
+        QueueUpdate::Set(queue) => set_queue(layout, &mut p, queue, &mut set, &mut remove),
     }
     match &request.granted_to {
         Some(id) => set.push(assign(
             &mut p,
-            GRANTED_TO,
+            n_granted,
             "grantedTo",
             AttributeValue::S(id.clone()),
         )),
-        None => remove.push(p.name(GRANTED_TO)),
+        None => remove.push(p.name(n_granted)),
     }
     match &request.holder_detail {
         Some(detail) => set.push(assign(
             &mut p,
-            HOLDER_DETAIL,
+            n_detail,
             "holderDetail",
             AttributeValue::S(detail.clone()),
         )),
-        None => remove.push(p.name(HOLDER_DETAIL)),
+        None => remove.push(p.name(n_detail)),
     }
     Expressions {
         update: Some(update_text(&set, &remove)),
@@ -419,24 +465,29 @@ fn update_text(set: &[String], remove: &[String]) -> String {
 /// Stores `queue`: `waitQueue` (removed when empty, which reads back as an
 /// empty queue) and `queueRevision` (removed when `None`).
 fn set_queue(
+    layout: &TableLayout,
     p: &mut Placeholders,
     queue: &WaitQueue,
     set: &mut Vec<String>,
     remove: &mut Vec<String>,
 ) {
+    let (n_queue, n_revision) = (
+        layout.attribute_name(A::WaitQueue),
+        layout.attribute_name(A::QueueRevision),
+    );
     if queue.entries.is_empty() {
-        remove.push(p.name(WAIT_QUEUE));
+        remove.push(p.name(n_queue));
     } else {
-        set.push(assign(p, WAIT_QUEUE, "queue", queue_value(&queue.entries)));
+        set.push(assign(p, n_queue, "queue", queue_value(&queue.entries)));
     }
     match &queue.revision {
         Some(r) => set.push(assign(
             p,
-            QUEUE_REVISION,
+            n_revision,
             "revision",
             AttributeValue::S(r.as_str().to_owned()),
         )),
-        None => remove.push(p.name(QUEUE_REVISION)),
+        None => remove.push(p.name(n_revision)),
     }
 }
 
@@ -444,11 +495,11 @@ fn set_queue(
 /// record is at `request.version` with queue revision `request.revision`,
 /// and an update of `waitQueue` and `queueRevision` alone (nothing else,
 /// not even the TTL attribute, changes).
-pub(crate) fn queue_expressions(request: &QueueRequest) -> Expressions {
+pub(crate) fn queue_expressions(layout: &TableLayout, request: &QueueRequest) -> Expressions {
     let mut p = Placeholders::default();
-    let condition = queue_is(&mut p, &request.version, request.revision.as_ref());
+    let condition = queue_is(layout, &mut p, &request.version, request.revision.as_ref());
     let (mut set, mut remove) = (Vec::new(), Vec::new());
-    set_queue(&mut p, &request.queue, &mut set, &mut remove);
+    set_queue(layout, &mut p, &request.queue, &mut set, &mut remove);
     Expressions {
         update: Some(update_text(&set, &remove)),
         condition,
@@ -458,30 +509,41 @@ pub(crate) fn queue_expressions(request: &QueueRequest) -> Expressions {
 
 /// `versionNumber = :expected AND queueRevision = :expectedRevision`, or
 /// `... AND attribute_not_exists(queueRevision)` when `revision` is `None`.
-fn queue_is(p: &mut Placeholders, version: &Version, revision: Option<&Version>) -> String {
-    let version = version_is(p, version);
+fn queue_is(
+    layout: &TableLayout,
+    p: &mut Placeholders,
+    version: &Version,
+    revision: Option<&Version>,
+) -> String {
+    let n_revision = layout.attribute_name(A::QueueRevision);
+    let version = version_is(layout, p, version);
     let revision = match revision {
         Some(r) => assign(
             p,
-            QUEUE_REVISION,
+            n_revision,
             "expectedRevision",
             AttributeValue::S(r.as_str().to_owned()),
         ),
-        None => format!("attribute_not_exists({})", p.name(QUEUE_REVISION)),
+        None => format!("attribute_not_exists({})", p.name(n_revision)),
     };
     format!("{version} AND {revision}")
 }
 
 /// `versionNumber = :expected`.
-fn version_is(p: &mut Placeholders, expected: &Version) -> String {
+fn version_is(layout: &TableLayout, p: &mut Placeholders, expected: &Version) -> String {
     let value = AttributeValue::S(expected.as_str().to_owned());
-    assign(p, VERSION_NUMBER, "expected", value)
+    assign(
+        p,
+        layout.attribute_name(A::VersionNumber),
+        "expected",
+        value,
+    )
 }
 
 /// The condition of a conditional delete: the record is still at `expected`.
-pub(crate) fn delete_condition(expected: &Version) -> Expressions {
+pub(crate) fn delete_condition(layout: &TableLayout, expected: &Version) -> Expressions {
     let mut p = Placeholders::default();
-    let condition = version_is(&mut p, expected);
+    let condition = version_is(layout, &mut p, expected);
     Expressions {
         update: None,
         condition,
@@ -491,13 +553,18 @@ pub(crate) fn delete_condition(expected: &Version) -> Expressions {
 
 /// The fence of a fenced write: the record still carries `token` and is not
 /// released (`fencingToken = :token AND attribute_not_exists(released)`).
-pub(crate) fn fence_condition(token: FencingToken) -> Expressions {
+pub(crate) fn fence_condition(layout: &TableLayout, token: FencingToken) -> Expressions {
     let mut p = Placeholders::default();
     let token = AttributeValue::N(token.get().to_string());
     let condition = format!(
         "{} AND attribute_not_exists({})",
-        assign(&mut p, FENCING_TOKEN, "token", token),
-        p.name(RELEASED)
+        assign(
+            &mut p,
+            layout.attribute_name(A::FencingToken),
+            "token",
+            token
+        ),
+        p.name(layout.attribute_name(A::Released))
     );
     Expressions {
         update: None,
@@ -534,7 +601,7 @@ mod tests {
             (VERSION_NUMBER.to_owned(), AttributeValue::S("v1".into())),
             (HOST_IDENTIFIER.to_owned(), AttributeValue::S("py".into())),
         ]);
-        let r = record_from_item(&item).unwrap();
+        let r = record_from_item(&TableLayout::default(), &item).unwrap();
         assert_eq!(r.lease_duration, Duration::from_secs(20));
         assert!(!r.released);
         assert_eq!(r.fencing_token, None);
@@ -566,7 +633,7 @@ mod tests {
         item.insert(WAIT_QUEUE.into(), queue_value(&entries));
         item.insert(QUEUE_REVISION.into(), AttributeValue::S("r1".into()));
         item.insert(GRANTED_TO.into(), AttributeValue::S("a".into()));
-        let r = record_from_item(&item).unwrap();
+        let r = record_from_item(&TableLayout::default(), &item).unwrap();
         assert_eq!(r.queue.entries, entries);
         assert_eq!(r.queue.revision, Some(Version::from_string("r1")));
         assert_eq!(r.granted_to.as_deref(), Some("a"));
@@ -612,7 +679,9 @@ mod tests {
         for (attr, value, expected) in cases {
             let mut item = python_item();
             item.insert(attr.to_owned(), value.clone());
-            let e = record_from_item(&item).unwrap_err().to_string();
+            let e = record_from_item(&TableLayout::default(), &item)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(attr), "{attr}={value:?}: {e}");
             assert!(e.contains(expected), "{attr}={value:?}: {e}");
         }
@@ -625,7 +694,9 @@ mod tests {
             m.insert(ENTRY_WAKE.to_owned(), AttributeValue::N("1".into()));
         }
         item.insert(WAIT_QUEUE.into(), AttributeValue::L(list));
-        let e = record_from_item(&item).unwrap_err().to_string();
+        let e = record_from_item(&TableLayout::default(), &item)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("`waitQueue` entry 1 has `wake` that is not a string"),
             "{e}"
@@ -704,7 +775,11 @@ mod tests {
                             granted_to: granted_to.clone(),
                             holder_detail: None,
                         };
-                        placeholders_match(&write_expressions(&request, 1));
+                        placeholders_match(&write_expressions(
+                            &TableLayout::default(),
+                            &request,
+                            1,
+                        ));
                     }
                 }
             }
@@ -719,7 +794,7 @@ mod tests {
                         revision,
                         queue: queue.clone(),
                     };
-                    placeholders_match(&queue_expressions(&request));
+                    placeholders_match(&queue_expressions(&TableLayout::default(), &request));
                 }
             }
         }
@@ -733,7 +808,7 @@ mod tests {
             revision: None,
             queue: WaitQueue::default().with(entry("a", None)),
         };
-        let expr = queue_expressions(&request);
+        let expr = queue_expressions(&TableLayout::default(), &request);
         assert_eq!(
             expr.condition,
             "#versionNumber = :expected AND attribute_not_exists(#queueRevision)"
@@ -747,7 +822,7 @@ mod tests {
             queue: WaitQueue::default(),
             ..request
         };
-        let expr = queue_expressions(&request);
+        let expr = queue_expressions(&TableLayout::default(), &request);
         assert_eq!(
             expr.condition,
             "#versionNumber = :expected AND #queueRevision = :expectedRevision"
@@ -764,7 +839,7 @@ mod tests {
             (LOCK_KEY.to_owned(), AttributeValue::S("L".into())),
             (LEASE_DURATION.to_owned(), AttributeValue::N("20".into())),
         ]);
-        let e = record_from_item(&item).unwrap_err();
+        let e = record_from_item(&TableLayout::default(), &item).unwrap_err();
         assert!(e.to_string().contains("versionNumber"), "{e}");
     }
 }

@@ -6,7 +6,11 @@
 //!   conditional `UpdateItem` per acquire, heartbeat and release, in an item
 //!   format the original Python lynk (0.3.1) shares (see [`item`]).
 //! * [`TableAdmin`] creates, lists, checks and deletes lock tables, and lists
-//!   the locks in one.
+//!   the locks in one (or in one lock group, and releases a group).
+//! * [`TableLayout`] puts the locks in a table of your own design (key
+//!   names, a key prefix, a sort key, lock groups, renamed attributes),
+//!   next to your items, which lynk never writes; the default is the
+//!   original's `lockKey` table.
 //! * [`DynamoBackend::fenced_write`] makes your own DynamoDB write
 //!   conditional on still holding a lock, in one transaction.
 //! * [`lock_client`] and [`get_lock_factory`] are the one-line starts, the
@@ -39,6 +43,7 @@ mod error;
 mod expression;
 mod fenced;
 pub mod item;
+pub mod layout;
 mod locks;
 mod request_counter;
 mod table_info;
@@ -49,7 +54,8 @@ pub use connect::{AwsOptions, Timeouts};
 pub use create::{Billing, CreateOptions, CreateOutcome};
 pub use error::Error;
 pub use fenced::UserWrite;
-pub use locks::{LockEntry, LockListing};
+pub use layout::{LynkAttribute, SortKey, TableLayout};
+pub use locks::{GroupRelease, LockEntry, LockListing, ReleaseOutcome};
 pub use request_counter::RequestCounter;
 pub use table_info::{TableBilling, TableInfo, TableStatus, Ttl, TtlStatus};
 

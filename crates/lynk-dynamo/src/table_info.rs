@@ -8,9 +8,8 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveStatus,
 };
 
-use crate::classify::{admin_error, fix_schema};
-use crate::item::LOCK_KEY;
-use crate::{Error, TableAdmin};
+use crate::classify::admin_error;
+use crate::{Error, TableAdmin, TableLayout};
 
 /// What [`TableAdmin::check_table`] found.
 #[derive(Clone, Debug)]
@@ -32,6 +31,9 @@ pub struct TableInfo {
     /// The TTL status and attribute (shown as e.g. `ENABLED on expiresAt`),
     /// or `None` if the server does not report TTL.
     pub ttl: Option<Ttl>,
+    /// What works but deserves attention, each with what to do: e.g. TTL
+    /// enabled on another attribute than the layout's TTL attribute.
+    pub warnings: Vec<String>,
 }
 
 /// Defines a DynamoDB enum mirror: known values, an `Other` fallback, and
@@ -150,21 +152,28 @@ impl fmt::Display for Ttl {
 }
 
 impl TableAdmin {
-    /// Checks that `table` exists and can hold lynk locks, and describes it.
+    /// Checks that `table` exists and can hold lynk locks under the admin's
+    /// [layout](TableAdmin::with_layout), and describes it.
     ///
-    /// A wrong key schema gives [`Error::TableMisconfigured`] saying what is
-    /// wrong and how to fix it; a missing table gives [`Error::TableMissing`].
+    /// The table's key schema must be the layout's: the partition key as
+    /// its hash key, the sort key (if the layout has one) as its range key,
+    /// no range key otherwise, both of type S. A difference gives
+    /// [`Error::TableMisconfigured`] naming each attribute, kind or type that
+    /// differs and how to fix it; a missing table gives
+    /// [`Error::TableMissing`]. TTL enabled on another attribute than the
+    /// layout's is a [warning](TableInfo::warnings), not an error: locks work,
+    /// but released records are not cleaned up.
     pub async fn check_table(&self, table: &str) -> Result<TableInfo, Error> {
         let Some(desc) = self.describe(table).await? else {
             return Err(Error::TableMissing {
                 table: table.to_owned(),
             });
         };
-        if let Some(problem) = schema_problem(&desc) {
+        if let Some((problem, fix)) = schema_problem(&desc, self.layout(), table) {
             return Err(Error::TableMisconfigured {
                 table: table.to_owned(),
                 problem,
-                fix: fix_schema(table),
+                fix,
             });
         }
         // Tags and TTL are shown when the server (and the caller's policy)
@@ -198,6 +207,19 @@ impl TableAdmin {
                 None
             }
         };
+        let mut warnings = Vec::new();
+        let wanted = self.layout().ttl_attribute();
+        if let Some(Ttl {
+            status: TtlStatus::Enabled | TtlStatus::Enabling,
+            attribute: Some(attribute),
+        }) = &ttl
+        {
+            if attribute != wanted {
+                warnings.push(format!(
+                    "the table's TTL is on `{attribute}`, not on lynk's TTL attribute `{wanted}`, so TTL never deletes released lock records; if `{attribute}` holds epoch seconds, name lynk's TTL attribute `{attribute}` in the layout (TableLayout::attribute(LynkAttribute::ExpiresAt, \"{attribute}\")), or delete old released records yourself"
+                ));
+            }
+        }
         // A table without a billing summary is provisioned (the API's default).
         let billing = desc
             .billing_mode_summary()
@@ -214,48 +236,105 @@ impl TableAdmin {
             item_count: desc.item_count(),
             tagged,
             ttl,
+            warnings,
         })
     }
 }
 
-/// What is wrong with a table's key schema for lynk, if anything.
-fn schema_problem(desc: &TableDescription) -> Option<String> {
+/// What is wrong with a table's key schema for `layout`, if anything: the
+/// problems and their fixes.
+fn schema_problem(
+    desc: &TableDescription,
+    layout: &TableLayout,
+    table: &str,
+) -> Option<(String, String)> {
     let keys = desc.key_schema();
-    let hash: Vec<&str> = keys
-        .iter()
-        .filter(|k| k.key_type() == &KeyType::Hash)
-        .map(|k| k.attribute_name())
-        .collect();
-    let range: Vec<&str> = keys
-        .iter()
-        .filter(|k| k.key_type() == &KeyType::Range)
-        .map(|k| k.attribute_name())
-        .collect();
+    let named = |kind: KeyType| -> Vec<&str> {
+        keys.iter()
+            .filter(|k| k.key_type() == &kind)
+            .map(|k| k.attribute_name())
+            .collect()
+    };
+    let (hash, range) = (named(KeyType::Hash), named(KeyType::Range));
+    let type_of = |name: &str| {
+        desc.attribute_definitions()
+            .iter()
+            .find(|a| a.attribute_name() == name)
+            .map(|a| a.attribute_type().clone())
+    };
+    // A key of another type than S: lynk cannot use it whatever the layout.
+    let not_string = |name: &str| match type_of(name) {
+        Some(ty) if ty != ScalarAttributeType::S => Some(ty.as_str().to_owned()),
+        _ => None,
+    };
     let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    let pk = layout.partition_key_attribute();
     match hash.as_slice() {
-        [LOCK_KEY] => {}
-        [other] => problems.push(format!("its hash key is `{other}`, not `{LOCK_KEY}`")),
+        [h] if *h == pk => {
+            if let Some(ty) = not_string(h) {
+                problems.push(format!("its hash key `{h}` has type {ty}, not S (string)"));
+                fixes.push(
+                    "lynk keeps lock names in string (S) keys, so use another table".to_owned(),
+                );
+            }
+        }
+        [h] => {
+            problems.push(format!(
+                "its hash key is `{h}`, not `{pk}` (the layout's partition key)"
+            ));
+            match not_string(h) {
+                Some(ty) => fixes.push(format!(
+                    "the table's hash key `{h}` has type {ty} and lynk needs a string (S) key, so use another table"
+                )),
+                None => fixes.push(format!(
+                    "set the layout's partition key to `{h}` (TableLayout::partition_key; `--partition-key {h}` with the lynk command)"
+                )),
+            }
+        }
         _ => problems.push("it has no hash key".to_owned()),
     }
-    if let Some(r) = range.first() {
-        problems.push(format!(
-            "it has a sort key `{r}`, and lock tables must have none"
-        ));
-    }
-    if hash.as_slice() == [LOCK_KEY] {
-        let ty = desc
-            .attribute_definitions()
-            .iter()
-            .find(|a| a.attribute_name() == LOCK_KEY)
-            .map(|a| a.attribute_type().clone());
-        if let Some(ty) = ty {
-            if ty != ScalarAttributeType::S {
-                problems.push(format!(
-                    "its hash key `{LOCK_KEY}` has type {}, not S (string)",
-                    ty.as_str()
-                ));
+    match (range.first(), layout.sort_key_attribute()) {
+        (None, None) => {}
+        (Some(r), None) => {
+            problems.push(format!(
+                "it has a sort key `{r}`, and the table layout has none"
+            ));
+            fixes.push(format!(
+                "give the layout the sort key `{r}`: a fixed value on every lock item (TableLayout::sort_key_fixed) or lock groups (TableLayout::sort_key_grouped)"
+            ));
+        }
+        (None, Some(s)) => {
+            problems.push(format!(
+                "it has no sort key, and the table layout expects the sort key `{s}`"
+            ));
+            fixes.push("remove the sort key from the layout".to_owned());
+        }
+        (Some(r), Some(s)) if r != &s => {
+            problems.push(format!(
+                "its sort key is `{r}`, not `{s}` (the layout's sort key)"
+            ));
+            fixes.push(format!("name the layout's sort key `{r}`"));
+        }
+        (Some(r), Some(_)) => {
+            if let Some(ty) = not_string(r) {
+                problems.push(format!("its sort key `{r}` has type {ty}, not S (string)"));
+                fixes.push(
+                    "lynk keeps lock names in string (S) keys, so use another table".to_owned(),
+                );
             }
         }
     }
-    (!problems.is_empty()).then(|| problems.join("; "))
+    if problems.is_empty() {
+        return None;
+    }
+    let default = if layout.is_default() {
+        String::new()
+    } else {
+        " with the same layout".to_owned()
+    };
+    fixes.push(format!(
+        "DynamoDB cannot change a key schema: otherwise use another table, or a table created by `lynk create-table {table}`{default}"
+    ));
+    Some((problems.join("; "), fixes.join("; ")))
 }
