@@ -107,6 +107,7 @@ log "lynk on the in-memory backend (pure client cost)"
 bounded "$BIN" suite --server memory --json "$OUT" $SMOKE
 log "lynk: locks held at once by one client (in-memory backend)"
 bounded "$BIN" scale --json "$OUT" $SMOKE
+bounded "$BIN" cost --json "$OUT"  # issue 14: requests and units per hour held and waiting (1 h of paused time)
 
 log "started in the background: the original's handovers at lease $DEF_LEASE s on ${SERVERS[*]} ($DEF_ROUNDS each)"
 for S in "${SERVERS[@]}"; do default_lease_handovers "$S"; done

@@ -2,7 +2,10 @@
 """Prints the figures of one bench run (JSON lines) as one table, and the
 ratios to the original Python lynk against the issue's targets.
 
-    report.py RESULTS.jsonl [--markdown] [--smoke]
+    report.py RESULTS.jsonl [--markdown] [--smoke] [--cost]
+
+`--cost` prints only the cost section (issue 14: `lynk-bench cost`), whose
+prices are the constants USD_PER_MILLION_* below.
 
 The targets compare with the original at its default settings (lease 20 s,
 what its users get): plain metric names. Figures of the original measured at
@@ -27,6 +30,33 @@ ORDER = [
 COLS = [("lynk", "memory"), ("lynk", "dynalite"), ("lynk", "moto"),
         ("python-lynk", "dynalite"), ("python-lynk", "moto"), ("dynamodb-lease", "moto")]
 
+# On-demand prices, the one place they are written down (docs/benchmarks.md, "Cost in money"):
+# US East (N. Virginia), DynamoDB Standard table class, per million request units, as
+# published since the 2024-11-01 on-demand price cut; checked 2026-12-02. A month is 730 h.
+PRICE_REGION = "us-east-1"
+PRICE_DATE = "2026-12-02"
+USD_PER_MILLION_WRU = 0.625
+USD_PER_MILLION_RRU = 0.125
+HOURS_PER_MONTH = 730
+# The cost table's rows: (impl, server, metric suffix, label).
+COST_ROWS = [
+    ("lynk", "memory", "", "lynk, defaults (lease 20 s, poll 1.5 s)"),
+    ("lynk", "memory", "_recommended", "lynk, recommended for cost (lease 60 s, poll 5 s, wake-ups)"),
+    ("python-lynk", "computed", "", "original lynk 0.3.1, defaults (lease 20 s)"),
+    ("java-lock-client", "computed", "", "AWS Java lock client, defaults (lease 20 s, heartbeat 5 s, refresh 1 s)"),
+    ("dynamodb-lease", "computed", "", "dynamodb-lease 0.22, defaults (ttl 60 s, extend 30 s, retry 1 s)"),
+]
+COST_KNOBS = [
+    ("", "defaults"),
+    ("_lease60", "lease 60 s"),
+    ("_lease120", "lease 120 s"),
+    ("_hb_half", "heartbeat every lease/2"),
+    ("_poll1s", "poll_interval 1 s"),
+    ("_poll5s", "poll_interval 5 s"),
+    ("_wake", "wake-ups on"),
+    ("_recommended", "recommended: lease 60 s, poll 5 s, wake-ups"),
+]
+
 
 def fmt(v):
     if v is None:
@@ -48,6 +78,9 @@ def main():
         r = json.loads(line)
         data[(r["impl"], r["server"], r["metric"])] = r["value"]
         units[r["metric"]] = r["unit"]
+    if "--cost" in sys.argv:  # the cost section alone
+        cost_section(data, md)
+        return
     # A figure at a non-default lease, or with wake-ups, goes right after its default row.
     order = []
     for m in ORDER:
@@ -145,6 +178,77 @@ def main():
         a, b = g("lynk", "moto", m), g("dynamodb-lease", "moto", m)
         if a and b:
             print("  %-34s %8.1fx" % (label, a / b if higher_better else b / a))
+    cost_section(data, md)
+
+
+def usd(wru, rru):
+    """Dollars for `wru` write and `rru` read request units."""
+    return (wru * USD_PER_MILLION_WRU + rru * USD_PER_MILLION_RRU) / 1e6
+
+
+def cost_section(data, md):
+    """Requests and units per hour held and waiting, and what they come to on demand."""
+    g = lambda i, s, m: data.get((i, s, m))
+    if g("lynk", "memory", "cost_held_wru_per_h") is None:
+        return
+    print()
+    print("Cost in money (issue 14): per held lock and per waiting client, per hour; on-demand at "
+          "$%g per million WRU, $%g per million RRU (%s, checked %s), %d h a month." % (
+              USD_PER_MILLION_WRU, USD_PER_MILLION_RRU, PRICE_REGION, PRICE_DATE, HOURS_PER_MONTH))
+    print("lynk: counted (1 h of paused time, in-memory backend); the others: computed from their defaults.")
+    head = ["client, settings", "how", "held req/h (R+W)", "held RRU+WRU/h", "$ / 1,000 locks-month",
+            "waiting req/h (R+W)", "waiting RRU+WRU/h", "$ / waiting client-month"]
+    rows = []
+    for imp, server, sfx, label in COST_ROWS:
+        v = {k: g(imp, server, "cost_%s_per_h%s" % (k, sfx)) for k in (
+            "held_reads", "held_writes", "held_rru", "held_wru", "wait_reads", "wait_writes", "wait_rru", "wait_wru")}
+        if any(x is None for x in v.values()):
+            continue
+        held = usd(v["held_wru"], v["held_rru"]) * HOURS_PER_MONTH * 1000
+        wait = usd(v["wait_wru"], v["wait_rru"]) * HOURS_PER_MONTH
+        rows.append([label, "counted" if server == "memory" else "computed",
+                     "%s+%s" % (fmt(v["held_reads"]), fmt(v["held_writes"])),
+                     "%s+%s" % (fmt(v["held_rru"]), fmt(v["held_wru"])), "$%.2f" % held,
+                     "%s+%s" % (fmt(v["wait_reads"]), fmt(v["wait_writes"])),
+                     "%s+%s" % (fmt(v["wait_rru"]), fmt(v["wait_wru"])), "$%.3f" % wait])
+    table(head, rows, md)
+    b = g("lynk", "memory", "cost_item_bytes")
+    e = g("lynk", "memory", "cost_item_bytes_per_queue_entry")
+    if b is not None and e:
+        print("lynk's lock item: about %d B with one queue entry (%d B per queued process): 1 unit per request;"
+              " a write costs 2 WRU from about %d queued processes on (1024 B)." % (b, e, (1024 - b) // e + 2))
+    print()
+    print("Knobs (lynk, counted; one changed at a time from the defaults):")
+    head = ["setting", "held WRU/h", "$ / 1,000 locks-month", "waiting RRU+WRU/h", "$ / waiting client-month"]
+    rows = []
+    for sfx, label in COST_KNOBS:
+        hw, hr = g("lynk", "memory", "cost_held_wru_per_h" + sfx), g("lynk", "memory", "cost_held_rru_per_h" + sfx)
+        wr, ww = g("lynk", "memory", "cost_wait_rru_per_h" + sfx), g("lynk", "memory", "cost_wait_wru_per_h" + sfx)
+        if None in (hw, hr, wr, ww):
+            continue
+        rows.append([label, fmt(hw), "$%.2f" % (usd(hw, hr) * HOURS_PER_MONTH * 1000),
+                     "%s+%s" % (fmt(wr), fmt(ww)), "$%.3f" % (usd(ww, wr) * HOURS_PER_MONTH)])
+    table(head, rows, md)
+    checks = [(i, m) for i in ("lynk", "python-lynk", "dynamodb-lease")
+              for m in ("req_per_wait_s_server",) if g(i, "moto", m) is not None]
+    if checks:
+        print()
+        print("Cross-check: requests per waiting second counted at the server in this run (moto, a 10 s wait"
+              " from the first attempt, so above the steady rate for lynk and the original), x 3600:")
+        for i, m in checks:
+            print("  %-15s %6.2f req/s  ~ %s req/h" % (i, g(i, "moto", m), fmt(g(i, "moto", m) * 3600)))
+
+
+def table(head, rows, md):
+    if md:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+        return
+    w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    for r in [head] + rows:
+        print("  ".join(str(x).rjust(w[i]) if i > 0 else str(x).ljust(w[i]) for i, x in enumerate(r)))
 
 
 if __name__ == "__main__":

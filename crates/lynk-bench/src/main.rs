@@ -2,6 +2,7 @@
 //! `docs/benchmarks.md`. Prints one figure per line and, with `--json`,
 //! appends them as JSON lines for `scripts/bench/report.py`.
 
+mod cost;
 mod counting;
 mod env;
 mod lynk_imp;
@@ -82,6 +83,10 @@ enum Cmd {
         #[arg(long, value_name = "ADDR")]
         wake_listen: Option<std::net::SocketAddr>,
     },
+    /// Requests and capacity units per held lock and per waiting client per
+    /// hour (one hour of paused time on the in-memory backend), beside the
+    /// other clients' figures computed from their defaults.
+    Cost,
 }
 
 fn main() {
@@ -155,6 +160,7 @@ fn main() {
             } => {
                 worker::run(imp, server, &endpoint, &table, &lock, wake_listen).await;
             }
+            Cmd::Cost => cost::run(&report),
         }
     });
 }
