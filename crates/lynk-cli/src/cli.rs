@@ -113,6 +113,85 @@ pub struct Global {
         help_heading = "Global options"
     )]
     pub label: Option<String>,
+    /// Where the locks live in the table.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+}
+
+/// The table layout options: for locks in a table whose keys you chose. Each
+/// also from an environment variable, else from the layout file; see
+/// docs/cli.md, "Table layout".
+#[derive(Debug, Args, Default, Clone)]
+pub struct LayoutArgs {
+    /// A file of layout settings (`partition_key = "PK"`, ...; env LYNK_LAYOUT_FILE).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub layout_file: Option<std::path::PathBuf>,
+    /// The partition key attribute (default lockKey; env LYNK_PARTITION_KEY).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub partition_key: Option<String>,
+    /// Written before the lock name (or group) in the partition key, e.g. LOCK# (env LYNK_KEY_PREFIX).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub key_prefix: Option<String>,
+    /// The sort key attribute, if the table has one; with --sort-key-value or --grouped (env LYNK_SORT_KEY).
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub sort_key: Option<String>,
+    /// Every lock item's sort key holds VALUE; the name is in the partition key (env LYNK_SORT_KEY_VALUE).
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        conflicts_with = "grouped",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub sort_key_value: Option<String>,
+    /// Lock GROUP/NAME: GROUP in the partition key, NAME in the sort key (env LYNK_GROUPED=true).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub grouped: bool,
+    /// With --grouped: what separates the group from the name (default /; env LYNK_GROUP_SEPARATOR).
+    #[arg(
+        long,
+        global = true,
+        value_name = "SEP",
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub group_separator: Option<String>,
+    /// Rename one of lynk's attributes, e.g. payload=lockPayload; repeatable (env LYNK_ATTRIBUTES=a=b,c=d).
+    #[arg(
+        long = "attribute",
+        global = true,
+        value_name = "LYNK=NAME",
+        value_parser = parse_rename_arg,
+        help_heading = "Table layout (flag > env LYNK_... > --layout-file > default)"
+    )]
+    pub attributes: Vec<(String, String)>,
+}
+
+fn parse_rename_arg(text: &str) -> Result<(String, String), String> {
+    crate::layout::parse_rename(text)
 }
 
 /// The subcommands.
@@ -160,8 +239,9 @@ Reads the whole table (a consistent scan), so it costs one read unit per 4 KB.
 
 Examples:
   lynk locks my-locks
-  lynk locks my-locks --output json | jq '.locks[] | select(.state == \"held\")'")]
-    Locks(TableArg),
+  lynk locks my-locks --output json | jq '.locks[] | select(.state == \"held\")'
+  lynk locks app-table --group orders --partition-key PK --sort-key SK --grouped")]
+    Locks(LocksArgs),
     /// Show one lock's record: holder, lease, fencing token, version, payload.
     #[command(after_help = "\
 A lock with no record is free (exit 0, `exists: false` in JSON).
@@ -228,16 +308,18 @@ Examples:
   ...
   lynk release my-locks deploy --version \"$v\"")]
     Acquire(AcquireArgs),
-    /// Release a lock taken with `lynk acquire`, or force-release a stuck lock.
+    /// Release a lock taken with `lynk acquire`, or force-release a stuck lock or a group.
     #[command(after_help = "\
 --version V or --token T release only if the lock is still held by that acquisition
 (exit 4 otherwise). --force releases whoever holds it, after a confirmation on a
 terminal (or --yes); the holder's next heartbeat then finds the lock gone and stops.
+--group G --force releases every held lock of group G (a grouped layout), one line each.
 
 Examples:
   lynk release my-locks deploy --version 1b4e28ba-2fa1-11d2-883f-0016d3cca427
   lynk release my-locks deploy --token 1732771234567890
-  lynk release my-locks stuck-job --force --yes")]
+  lynk release my-locks stuck-job --force --yes
+  lynk release app-table --group orders --force --yes --sort-key SK --grouped")]
     Release(ReleaseArgs),
     /// Run the original quickstart: workers contending for "my lock".
     #[command(after_help = "\
@@ -263,6 +345,18 @@ pub struct TableArg {
     /// The table name.
     #[arg(value_parser = parse_table_name)]
     pub table: String,
+}
+
+/// Options of `lynk locks`.
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    /// The table name.
+    #[arg(value_parser = parse_table_name)]
+    pub table: String,
+    /// Only this lock group's locks (one Query instead of a Scan); needs a
+    /// grouped layout (--sort-key NAME --grouped).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 /// Options of `lynk create-table`.
@@ -503,9 +597,18 @@ pub struct ReleaseArgs {
     /// The table name.
     #[arg(value_parser = parse_table_name)]
     pub table: String,
-    /// The lock name (1 to 2048 bytes).
-    #[arg(value_parser = parse_lock_name)]
-    pub lock: String,
+    /// The lock name (1 to 2048 bytes); or --group instead.
+    #[arg(value_parser = parse_lock_name, required_unless_present = "group")]
+    pub lock: Option<String>,
+    /// With --force: release every held lock of this group (needs a grouped
+    /// layout), printing what happened to each.
+    #[arg(
+        long,
+        value_name = "GROUP",
+        conflicts_with = "lock",
+        requires = "force"
+    )]
+    pub group: Option<String>,
     /// Release only if the record still has this version (printed by `lynk acquire`).
     #[arg(long, conflicts_with = "force")]
     pub version: Option<String>,

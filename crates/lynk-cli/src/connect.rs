@@ -1,6 +1,6 @@
 //! Connecting to DynamoDB from the global options.
 
-use lynk_dynamo::{AwsOptions, DynamoBackend, TableAdmin, TableInfo};
+use lynk_dynamo::{AwsOptions, DynamoBackend, TableAdmin, TableInfo, TableLayout};
 
 use crate::cli::Global;
 use crate::exit::Failure;
@@ -20,9 +20,33 @@ pub fn aws_options(global: &Global) -> AwsOptions {
     options
 }
 
-/// Table administration with the global options.
+/// The table layout of the layout options, their environment variables and
+/// the layout file (exit 2 if they do not make one).
+pub fn layout(global: &Global) -> Result<TableLayout, Failure> {
+    crate::layout::resolve(&global.layout)
+}
+
+/// Checks that every name fits the table layout (e.g. has a group in a
+/// grouped layout) before anything is sent: exit 2 otherwise.
+pub fn check_names<'a>(
+    global: &Global,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Result<(), Failure> {
+    let layout = layout(global)?;
+    for name in names {
+        layout
+            .key_of(name)
+            .map_err(|e| Failure::new(crate::exit::USAGE, e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Table administration with the global options and the table layout.
 pub async fn admin(global: &Global) -> Result<TableAdmin, Failure> {
-    Ok(TableAdmin::connect(&aws_options(global)).await?)
+    let layout = layout(global)?;
+    Ok(TableAdmin::connect(&aws_options(global))
+        .await?
+        .with_layout(layout)?)
 }
 
 /// A backend for `table`, after checking that the table exists and has the
@@ -45,8 +69,10 @@ pub async fn checked_backend(global: &Global, table: &str) -> Result<DynamoBacke
 
 /// The backend for `table`, without checking the table (no request).
 pub async fn unchecked_backend(global: &Global, table: &str) -> Result<DynamoBackend, Failure> {
+    let layout = layout(global)?;
     Ok(DynamoBackend::builder(table)
         .options(aws_options(global))
+        .layout(layout)
         .build()
         .await?)
 }

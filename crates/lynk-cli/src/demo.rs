@@ -20,10 +20,12 @@ fn factory(global: &Global, args: &DemoArgs) -> Result<lynk_core::blocking::Lock
         .enable_all()
         .build()
         .map_err(|e| Failure::new(exit::FAILURE, format!("could not start a runtime: {e}")))?;
+    crate::connect::check_names(global, [&args.lock])?;
     runtime.block_on(crate::connect::checked_backend(global, table))?;
     drop(runtime);
     let builder = lynk_dynamo::DynamoBackend::builder(table.clone())
-        .options(crate::connect::aws_options(global));
+        .options(crate::connect::aws_options(global))
+        .layout(crate::connect::layout(global)?);
     Ok(lynk_dynamo::get_lock_factory_with(builder)?)
 }
 

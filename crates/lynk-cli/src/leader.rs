@@ -20,6 +20,7 @@ pub async fn dispatch(global: &Global, command: LeaderCommand) -> Result<i32, Fa
 
 /// `lynk leader run TABLE NAME -- COMMAND...`.
 async fn run(global: &Global, args: LeaderRunArgs) -> Result<i32, Failure> {
+    crate::connect::check_names(global, [&args.election])?;
     let mut signals = Signals::install()?;
     let client = client_for(global, &args.table, args.lease, &args.wake).await?;
     let name = args.election.as_str();
@@ -45,9 +46,10 @@ async fn run(global: &Global, args: LeaderRunArgs) -> Result<i32, Failure> {
         },
         &mut signals,
         &format!(
-            "the command was not run; see who leads: lynk leader show {} {}",
+            "the command was not run; see who leads: lynk leader show {} {}{}",
             args.table,
-            shell_quote(name)
+            shell_quote(name),
+            crate::layout::flag_words(&global.layout)
         ),
         campaign,
     )
@@ -77,7 +79,8 @@ async fn run(global: &Global, args: LeaderRunArgs) -> Result<i32, Failure> {
 }
 
 /// A client that only reads (observes) `table`, after checking the table.
-async fn observer(global: &Global, table: &str) -> Result<LockClient, Failure> {
+async fn observer(global: &Global, table: &str, name: &String) -> Result<LockClient, Failure> {
+    crate::connect::check_names(global, [name])?;
     let backend = checked_backend(global, table).await?;
     Ok(LockClient::builder(backend).build()?)
 }
@@ -120,7 +123,7 @@ async fn first_read(watch: &mut lynk_core::LeaderWatch) -> Result<Option<Leader>
 
 /// `lynk leader show TABLE NAME`: exit 0 with or without a leader.
 async fn show(global: &Global, args: ElectionArgs) -> Result<i32, Failure> {
-    let client = observer(global, &args.table).await?;
+    let client = observer(global, &args.table, &args.election).await?;
     let mut watch = client.observe_leader(&args.election);
     let leader = first_read(&mut watch).await?;
     match (global.output, &leader) {
@@ -150,7 +153,7 @@ async fn show(global: &Global, args: ElectionArgs) -> Result<i32, Failure> {
 /// `lynk leader follow TABLE NAME`: a line per change until a signal (exit 0).
 async fn follow(global: &Global, args: ElectionArgs) -> Result<i32, Failure> {
     let mut signals = Signals::install()?;
-    let client = observer(global, &args.table).await?;
+    let client = observer(global, &args.table, &args.election).await?;
     let mut watch = client.observe_leader(&args.election);
     let printer = Printer::new(global);
     loop {

@@ -7,7 +7,7 @@ use lynk_core::{LockBackend, LockClient, LockError, LockRecord, Version, WriteEr
 use serde_json::{json, Value};
 
 use crate::cli::{AcquireArgs, Global, LockArgs, OutputFormat, ReleaseArgs};
-use crate::connect::checked_backend;
+use crate::connect::{check_names, checked_backend};
 use crate::exit::{self, Failure};
 use crate::output::{fmt_duration, print_json, say, shell_quote, Printer};
 
@@ -45,12 +45,37 @@ fn payload_text(r: &LockRecord) -> String {
         .map_or_else(|| "-".to_owned(), |p| format!("{} B", p.len()))
 }
 
-/// `lynk locks TABLE`.
-pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
+/// The failure of `--group` under a layout without lock groups.
+pub fn no_groups(global: &Global) -> Result<(), Failure> {
+    let layout = crate::connect::layout(global)?;
+    if layout.has_groups() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        exit::USAGE,
+        format!("--group needs a table layout with lock groups, and this one has none ({layout})"),
+    )
+    .hint("name the table's sort key and group the names: --sort-key NAME --grouped (or sort_key and grouped = true in the layout file)"))
+}
+
+/// `lynk locks TABLE [--group G]`.
+pub async fn list(global: &Global, table: &str, group: Option<&str>) -> Result<i32, Failure> {
+    if group.is_some() {
+        no_groups(global)?;
+    }
     let backend = checked_backend(global, table).await?;
-    let listing = backend.admin().list_locks(table).await?;
+    let listing = match group {
+        Some(g) => backend.admin().list_group(table, g).await?,
+        None => backend.admin().list_locks(table).await?,
+    };
     for m in &listing.malformed {
         Printer::new(global).warn(m);
+    }
+    if listing.skipped > 0 {
+        tracing::info!(
+            skipped = listing.skipped,
+            "items that are not lock items under the table layout (yours) were skipped"
+        );
     }
     if global.output == OutputFormat::Json {
         let locks: Vec<Value> = listing
@@ -62,11 +87,18 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
                 v
             })
             .collect();
-        print_json(&json!({"table": table, "locks": locks, "malformed": listing.malformed}));
+        let mut v = json!({"table": table, "locks": locks, "malformed": listing.malformed, "skipped": listing.skipped});
+        if let Some(g) = group {
+            v["group"] = json!(g);
+        }
+        print_json(&v);
         return Ok(exit::OK);
     }
     if listing.locks.is_empty() {
-        say(format!("No locks in table {table}."));
+        match group {
+            Some(g) => say(format!("No locks in group {g:?} of table {table}.")),
+            None => say(format!("No locks in table {table}.")),
+        }
         return Ok(exit::OK);
     }
     let rows: Vec<[String; 6]> = listing
@@ -119,6 +151,7 @@ pub async fn list(global: &Global, table: &str) -> Result<i32, Failure> {
 
 /// `lynk describe TABLE LOCK`.
 pub async fn describe(global: &Global, args: LockArgs) -> Result<i32, Failure> {
+    check_names(global, [&args.lock])?;
     let backend = checked_backend(global, &args.table).await?;
     let entry = backend
         .admin()
@@ -235,6 +268,7 @@ pub fn not_granted(e: &LockError, table: &str, lock: &str) -> Failure {
 
 /// `lynk acquire TABLE LOCK --lease L`.
 pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure> {
+    check_names(global, [&args.lock])?;
     let backend = checked_backend(global, &args.table).await?;
     let mut builder = LockClient::builder(backend.clone()).default_lease(args.lease);
     if let Some(label) = &global.label {
@@ -263,10 +297,11 @@ pub async fn acquire(global: &Global, args: AcquireArgs) -> Result<i32, Failure>
     let version = guard.record_version().await;
     guard.detach();
     let release = format!(
-        "lynk release {} {} --version {}",
+        "lynk release {} {} --version {}{}",
         args.table,
         shell_quote(&args.lock),
-        version
+        version,
+        crate::layout::flag_words(&global.layout)
     );
     match global.output {
         OutputFormat::Json => print_json(&json!({
@@ -317,9 +352,18 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
         )
         .hint("add --yes if you are sure nobody is using the lock"));
     }
+    if let Some(group) = &args.group {
+        return release_group(global, &args, group).await;
+    }
+    let Some(lock) = args.lock.as_deref() else {
+        return Err(Failure::new(
+            exit::USAGE,
+            "name the lock to release, or a group with --group GROUP --force",
+        ));
+    };
+    check_names(global, args.lock.iter())?;
     let backend = checked_backend(global, &args.table).await?;
     let client = LockClient::builder(backend.clone()).build()?;
-    let lock = args.lock.as_str();
     let done = |previous: &LockRecord, forced: bool| {
         match global.output {
             OutputFormat::Json => print_json(&json!({
@@ -435,12 +479,165 @@ pub async fn release(global: &Global, args: ReleaseArgs) -> Result<i32, Failure>
     ))
 }
 
+/// One line of a held record for the group release's confirmation.
+fn held_line(r: &LockRecord) -> String {
+    format!(
+        "  {}: held by {}, fencing token {}, lease {}",
+        r.key,
+        holder_text(r),
+        token_text(r),
+        fmt_duration(r.lease_duration)
+    )
+}
+
+/// `lynk release TABLE --group G --force [--yes]`: force-releases every
+/// held lock of the group (lynk-dynamo's `release_group`), one line (one
+/// JSON object) per lock. Exit 0 when every lock is released or was not
+/// held; otherwise the code of the first failure (1 for a lock that
+/// changed hands while being released).
+async fn release_group(global: &Global, args: &ReleaseArgs, group: &str) -> Result<i32, Failure> {
+    use lynk_dynamo::ReleaseOutcome;
+    no_groups(global)?;
+    let table = args.table.as_str();
+    let backend = checked_backend(global, table).await?;
+    let admin = backend.admin();
+    let nothing = || {
+        match global.output {
+            OutputFormat::Json => print_json(&json!({
+                "table": table, "group": group, "forced": true, "locks": [], "released": 0, "not_released": 0,
+            })),
+            OutputFormat::Text => say(format!(
+                "No held locks in group {group:?} of table {table}; nothing to release."
+            )),
+        }
+        Ok(exit::OK)
+    };
+    if !args.yes {
+        // A terminal (checked by the caller): show what is held, ask once.
+        let listing = admin.list_group(table, group).await?;
+        let held: Vec<&LockRecord> = listing
+            .locks
+            .iter()
+            .map(|e| &e.record)
+            .filter(|r| !r.released)
+            .collect();
+        if held.is_empty() {
+            return nothing();
+        }
+        eprintln!(
+            "Force-release the {} held lock(s) of group {group:?} in table {table}?",
+            held.len()
+        );
+        for r in &held {
+            eprintln!("{}", held_line(r));
+        }
+        eprint!("Their holders may still be working; a lock of the group taken meanwhile is released too. [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Err(Failure::new(exit::CANCELLED, "not released"));
+        }
+    }
+    let report = admin.release_group(table, group).await?;
+    if report.is_empty() {
+        return nothing();
+    }
+    let mut code = exit::OK;
+    let mut released = 0usize;
+    let mut objects = Vec::new();
+    for r in &report {
+        let name = r.name.as_str();
+        let (line, object) = match &r.outcome {
+            ReleaseOutcome::Released { previous } => {
+                released += 1;
+                (
+                    format!(
+                        "Released lock {name:?} (held by {}, fencing token {})",
+                        previous.host,
+                        token_text(previous)
+                    ),
+                    json!({"lock": name, "outcome": "released", "previous_holder": previous.host,
+                           "fencing_token": previous.fencing_token.map(|t| t.get())}),
+                )
+            }
+            ReleaseOutcome::NotHeld => (
+                format!("Lock {name:?} is not held; nothing to release."),
+                json!({"lock": name, "outcome": "not_held"}),
+            ),
+            ReleaseOutcome::Changed { current } => {
+                if code == exit::OK {
+                    code = exit::FAILURE;
+                }
+                (
+                    format!(
+                        "Lock {name:?} was not released: it changed while being released ({}); run the release again",
+                        describe_current(current.as_ref())
+                    ),
+                    json!({"lock": name, "outcome": "changed",
+                           "current_holder": current.as_ref().filter(|c| !c.released).map(|c| c.host.clone()),
+                           "current_fencing_token": current.as_ref().and_then(|c| c.fencing_token).map(|t| t.get())}),
+                )
+            }
+            ReleaseOutcome::Failed { kind, error } => {
+                if code == exit::OK || code == exit::FAILURE {
+                    code = exit::for_kind(*kind);
+                }
+                (
+                    format!("Lock {name:?} was not released: {error}"),
+                    json!({"lock": name, "outcome": "failed", "error": error}),
+                )
+            }
+            other => {
+                if code == exit::OK {
+                    code = exit::FAILURE;
+                }
+                (
+                    format!("Lock {name:?}: {other:?}"),
+                    json!({"lock": name, "outcome": "unknown", "detail": format!("{other:?}")}),
+                )
+            }
+        };
+        match global.output {
+            OutputFormat::Text => say(line),
+            OutputFormat::Json => objects.push(object),
+        }
+    }
+    let not_released = report
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.outcome,
+                ReleaseOutcome::Released { .. } | ReleaseOutcome::NotHeld
+            )
+        })
+        .count();
+    if global.output == OutputFormat::Json {
+        print_json(&json!({
+            "table": table, "group": group, "forced": true, "locks": objects,
+            "released": released, "not_released": not_released,
+        }));
+    }
+    if code != exit::OK {
+        Failure::new(
+            code,
+            format!(
+                "{not_released} of the {} locks of group {group:?} were not released (see above); run `lynk release {table} --group {} --force` again",
+                report.len(),
+                shell_quote(group)
+            ),
+        )
+        .print();
+    }
+    Ok(code)
+}
+
 /// `lynk describe TABLE LOCK --watch`: a line per change of the record, and
 /// one when a holder's record has stood unchanged past its lease; on a
 /// terminal a live line in between. Until SIGINT, SIGTERM or SIGHUP (exit 0).
 pub async fn watch(global: &Global, args: LockArgs) -> Result<i32, Failure> {
     use lynk_core::{Clock, SystemClock};
     use std::io::Write;
+    check_names(global, [&args.lock])?;
     let backend = checked_backend(global, &args.table).await?;
     let admin = backend.admin();
     let mut signals = crate::run::Signals::install()?;

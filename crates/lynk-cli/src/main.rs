@@ -6,6 +6,7 @@ mod cli;
 mod connect;
 mod demo;
 mod exit;
+mod layout;
 mod leader;
 mod locks;
 mod output;
@@ -107,7 +108,7 @@ async fn dispatch(global: &Global, command: Command) -> Result<i32, Failure> {
         Command::ListTables(args) => tables::list(global, args).await,
         Command::DeleteTable(args) => tables::delete(global, args).await,
         Command::CheckTable(args) => tables::check(global, &args.table).await,
-        Command::Locks(args) => locks::list(global, &args.table).await,
+        Command::Locks(args) => locks::list(global, &args.table, args.group.as_deref()).await,
         Command::Describe(args) if args.watch => locks::watch(global, args.lock).await,
         Command::Describe(args) => locks::describe(global, args.lock).await,
         Command::Acquire(args) => locks::acquire(global, args).await,

@@ -438,6 +438,7 @@ fn check_args(args: &RunArgs) -> Result<(), Failure> {
 /// Runs the command under the lock(s) or permit and returns the exit code.
 pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
     check_args(&args)?;
+    crate::connect::check_names(global, &args.locks)?;
     let mut signals = Signals::install()?;
     let client = client_for(global, &args.table, args.lease, &args.wake).await?;
     let table = args.table.as_str();
@@ -500,7 +501,8 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
             },
             &mut signals,
             &format!(
-                "the command was not run, and no lock was kept; wait longer with --wait, or see who holds them: lynk locks {table}"
+                "the command was not run, and no lock was kept; wait longer with --wait, or see who holds them: lynk locks {table}{}",
+                crate::layout::flag_words(&global.layout)
             ),
             acquisition,
         )
@@ -545,8 +547,9 @@ pub async fn run(global: &Global, args: RunArgs) -> Result<i32, Failure> {
             },
             &mut signals,
             &format!(
-                "the command was not run; wait longer with --wait, or see who holds it: lynk describe {table} {}",
-                shell_quote(name)
+                "the command was not run; wait longer with --wait, or see who holds it: lynk describe {table} {}{}",
+                shell_quote(name),
+                crate::layout::flag_words(&global.layout)
             ),
             acquisition,
         )

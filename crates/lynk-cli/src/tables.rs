@@ -80,6 +80,8 @@ pub async fn create(global: &Global, args: CreateTableArgs) -> Result<i32, Failu
             "active": outcome.active,
             "ttl_enabled": outcome.ttl_enabled,
             "warnings": outcome.warnings,
+            "partition_key": admin.layout().partition_key_attribute(),
+            "sort_key": admin.layout().sort_key_attribute(),
         }));
     }
     Ok(exit::OK)
@@ -153,7 +155,20 @@ pub async fn delete(global: &Global, args: DeleteTableArgs) -> Result<i32, Failu
 /// `lynk check-table`.
 pub async fn check(global: &Global, table: &str) -> Result<i32, Failure> {
     let admin = admin(global).await?;
-    let info = admin.check_table(table).await?;
+    let info = match admin.check_table(table).await {
+        Ok(info) => info,
+        Err(e @ DynamoError::TableMisconfigured { .. }) => {
+            return Err(Failure::from(e).hint(format!(
+                "the layout lynk checked against: {}; set it with --partition-key, --sort-key with --sort-key-value or --grouped, their LYNK_* variables or --layout-file (docs/cli.md, Table layout)",
+                admin.layout()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for w in &info.warnings {
+        Printer::new(global).warn(w);
+    }
+    let layout = admin.layout();
     match global.output {
         OutputFormat::Json => print_json(&json!({
             "table": info.name,
@@ -164,9 +179,14 @@ pub async fn check(global: &Global, table: &str) -> Result<i32, Failure> {
             "tagged": info.tagged,
             "ttl": info.ttl.as_ref().map(ToString::to_string),
             "arn": info.arn,
+            "layout": layout.to_string(),
+            "partition_key": layout.partition_key_attribute(),
+            "sort_key": layout.sort_key_attribute(),
+            "warnings": info.warnings,
         })),
         OutputFormat::Text => {
             say(format!("Table {} can hold lynk locks", info.name));
+            say(format!("  layout:   {layout}"));
             say(format!("  status:   {}", info.status));
             say(format!("  billing:  {}", info.billing));
             if let Some(n) = info.item_count {
