@@ -241,10 +241,12 @@ def cost_section(data, md):
 
 def table(head, rows, md):
     if md:
+        print()
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         for r in rows:
             print("| " + " | ".join(r) + " |")
+        print()
         return
     w = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for r in [head] + rows:
