@@ -1,33 +1,107 @@
-//! The lynk-testkit conformance suite against moto and dynalite.
+//! The lynk-testkit conformance suite against moto and dynalite, on every
+//! kind of table layout: the default (the original's `lockKey` table), a
+//! renamed partition key with a key prefix, a fixed sort key, lock groups
+//! (a grouped sort key), and every lynk attribute renamed.
+//!
+//! The suite's cases are the same on each layout. Two options fit its names
+//! to a layout (`conformance::Options`): on the grouped layout every name is
+//! put in the group `conformance` (`conformance/conf-…`), since names there
+//! are `GROUP/NAME`; and the long-key case writes the longest name the
+//! layout's keys hold (`TableLayout::max_name_bytes`: a prefix takes room
+//! from the partition key's 2048 bytes, a sort key holds 1024).
 
 mod common;
 
 use std::sync::Arc;
 
 use common::Server;
+use lynk_dynamo::{LynkAttribute, TableLayout};
+use lynk_testkit::conformance::{self, Options};
 
-async fn run(server: Server, test: &str) {
-    let Some(endpoint) = server.endpoint(test) else {
+/// The group every name is put in on the grouped layout.
+const GROUP: &str = "conformance";
+
+fn layout(kind: &str) -> TableLayout {
+    match kind {
+        "default" => TableLayout::default(),
+        "prefixed" => TableLayout::new().partition_key("pk").key_prefix("LOCK#"),
+        "fixed_sort_key" => TableLayout::new()
+            .partition_key("PK")
+            .sort_key_fixed("SK", "LOCK"),
+        "grouped" => TableLayout::new()
+            .partition_key("PK")
+            .key_prefix("LOCK#")
+            .sort_key_grouped("SK"),
+        // Names a placeholder cannot spell (`-`, `.`), so the expressions'
+        // `#nN` placeholders are exercised too.
+        "renamed" => LynkAttribute::ALL
+            .into_iter()
+            .fold(TableLayout::new().partition_key("lock.id"), |l, a| {
+                l.attribute(a, format!("lynk-{a}"))
+            }),
+        other => unreachable!("no layout {other}"),
+    }
+}
+
+async fn run(server: Server, kind: &str) {
+    let test = format!("conformance_{kind}_on_{server:?}");
+    let Some(endpoint) = server.endpoint(&test) else {
         return;
     };
+    let layout = layout(kind);
+    let options = if layout.has_groups() {
+        Options::default()
+            .name_prefix(format!("{GROUP}/"))
+            .max_name_bytes(layout.max_name_bytes(GROUP.len()))
+    } else {
+        Options::default().max_name_bytes(layout.max_name_bytes(0).min(lynk_core::MAX_NAME_BYTES))
+    };
     let table = common::unique_table("conf");
-    let admin = common::create_table(&endpoint, &table).await;
-    let backend = common::backend(server, &endpoint, &table).await;
-    let report = lynk_testkit::conformance::run_all(Arc::new(backend)).await;
-    println!("{server:?} ({table}):\n{report}");
+    let admin = common::create_table_with(&endpoint, &table, layout.clone()).await;
+    admin
+        .check_table(&table)
+        .await
+        .expect("the table fits its layout");
+    let backend = common::backend_with(server, &endpoint, &table, layout.clone()).await;
+    let report = conformance::run_all_with(Arc::new(backend), options).await;
+    println!("{server:?}, layout {kind} ({layout}), table {table}:\n{report}");
+    // Every item the suite left is a lock item under the layout.
+    let listing = admin.list_locks(&table).await.expect("list");
     admin
         .delete_table(&table, false, true)
         .await
         .expect("delete");
     report.assert_ok();
+    assert_eq!(listing.skipped, 0, "{kind}: items that are not lock items");
+    assert!(
+        listing.malformed.is_empty(),
+        "{kind}: {:?}",
+        listing.malformed
+    );
+    assert!(!listing.locks.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_on_moto() {
-    run(Server::Moto, "conformance_on_moto").await;
+macro_rules! on_both {
+    ($($kind:ident),*) => {
+        mod on_moto {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $kind() {
+                    run(Server::Moto, stringify!($kind)).await;
+                }
+            )*
+        }
+        mod on_dynalite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $kind() {
+                    run(Server::Dynalite, stringify!($kind)).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_on_dynalite() {
-    run(Server::Dynalite, "conformance_on_dynalite").await;
-}
+on_both!(default, prefixed, fixed_sort_key, grouped, renamed);

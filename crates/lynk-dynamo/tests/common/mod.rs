@@ -2,7 +2,7 @@
 //! environment, unique table names, and a request-counting SDK client.
 #![allow(dead_code)]
 
-use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin};
+use lynk_dynamo::{AwsOptions, CreateOptions, DynamoBackend, TableAdmin, TableLayout};
 
 /// A local DynamoDB-compatible server started by `scripts/test-servers.sh`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +84,21 @@ pub async fn counting_client(endpoint: &str) -> (aws_sdk_dynamodb::Client, Reque
 
 /// A backend for `table` on `server`, declaring the server's capabilities.
 pub async fn backend(server: Server, endpoint: &str, table: &str) -> DynamoBackend {
+    backend_with(server, endpoint, table, TableLayout::default()).await
+}
+
+/// A backend for `table` on `server` with `layout`.
+pub async fn backend_with(
+    server: Server,
+    endpoint: &str,
+    table: &str,
+    layout: TableLayout,
+) -> DynamoBackend {
     DynamoBackend::builder(table)
         .options(options(endpoint))
         .returns_current_on_conflict(server.returns_current())
         .transactions(server.has_transactions())
+        .layout(layout)
         .build()
         .await
         .expect("backend")
@@ -95,9 +106,17 @@ pub async fn backend(server: Server, endpoint: &str, table: &str) -> DynamoBacke
 
 /// Creates lock table `table` on `endpoint` (TTL where supported).
 pub async fn create_table(endpoint: &str, table: &str) -> TableAdmin {
+    create_table_with(endpoint, table, TableLayout::default()).await
+}
+
+/// Creates table `table` with `layout`'s keys on `endpoint`; the admin
+/// returned uses `layout`.
+pub async fn create_table_with(endpoint: &str, table: &str, layout: TableLayout) -> TableAdmin {
     let admin = TableAdmin::connect(&options(endpoint))
         .await
-        .expect("admin");
+        .expect("admin")
+        .with_layout(layout)
+        .expect("a valid layout");
     admin
         .create_table(table, &CreateOptions::new())
         .await

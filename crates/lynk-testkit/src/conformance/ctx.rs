@@ -9,10 +9,12 @@ use lynk_core::{
     WriteRequest,
 };
 
-/// What a case gets: the backend and a unique key prefix.
+/// What a case gets: the backend, a unique key prefix, and the longest
+/// key the backend holds.
 pub(super) struct Ctx {
     pub(super) backend: Arc<dyn LockBackend>,
     pub(super) prefix: String,
+    pub(super) max_name_bytes: usize,
 }
 
 impl Ctx {

@@ -79,7 +79,7 @@ pub(super) async fn fields_round_trip(ctx: &Ctx) -> Result<(), String> {
 
 pub(super) async fn long_and_unicode_keys(ctx: &Ctx) -> Result<(), String> {
     let mut long = ctx.key("long-");
-    while long.len() < lynk_core::MAX_NAME_BYTES {
+    while long.len() < ctx.max_name_bytes {
         long.push('k');
     }
     let unicode = ctx.key("clé 🔒 / spaces");

@@ -145,16 +145,78 @@ pub fn case_names() -> Vec<&'static str> {
     cases().iter().map(|c| c.name).collect()
 }
 
+/// How the suite names its locks, for backends that map names onto keys
+/// with limits or a structure of their own (e.g. lynk-dynamo's table
+/// layouts with lock groups). The cases are the same whatever the options.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Options {
+    /// Put before every lock name the suite uses (default none): e.g.
+    /// `"conformance/"` for a backend whose names are `GROUP/NAME`.
+    pub name_prefix: String,
+    /// The longest name (in bytes, the prefix included) the long-key case
+    /// writes (default [`lynk_core::MAX_NAME_BYTES`]): lower it for a
+    /// backend whose keys hold less, e.g. a key prefix or a sort key.
+    pub max_name_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            name_prefix: String::new(),
+            max_name_bytes: lynk_core::MAX_NAME_BYTES,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`name_prefix`](Options::name_prefix).
+    #[must_use]
+    pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`max_name_bytes`](Options::max_name_bytes).
+    #[must_use]
+    pub fn max_name_bytes(mut self, bytes: usize) -> Self {
+        self.max_name_bytes = bytes;
+        self
+    }
+}
+
 /// Runs every case against `backend` and reports.
 pub async fn run_all(backend: Arc<dyn LockBackend>) -> Report {
     run_selected(backend, |_| true).await
 }
 
+/// Runs every case against `backend` with `options` and reports.
+pub async fn run_all_with(backend: Arc<dyn LockBackend>, options: Options) -> Report {
+    run_selected_with(backend, options, |_| true).await
+}
+
 /// Runs the cases whose name `filter` accepts.
 pub async fn run_selected(backend: Arc<dyn LockBackend>, filter: impl Fn(&str) -> bool) -> Report {
+    run_selected_with(backend, Options::default(), filter).await
+}
+
+/// Runs the cases whose name `filter` accepts, with `options`.
+pub async fn run_selected_with(
+    backend: Arc<dyn LockBackend>,
+    options: Options,
+    filter: impl Fn(&str) -> bool,
+) -> Report {
     let caps = backend.capabilities();
-    let prefix = format!("conf-{}", &Version::random().as_str()[..8]);
-    let ctx = Ctx { backend, prefix };
+    let prefix = format!(
+        "{}conf-{}",
+        options.name_prefix,
+        &Version::random().as_str()[..8]
+    );
+    let ctx = Ctx {
+        backend,
+        prefix,
+        max_name_bytes: options.max_name_bytes,
+    };
     let mut report = Report::default();
     for case in cases() {
         if !filter(case.name) {
