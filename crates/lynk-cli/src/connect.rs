@@ -41,6 +41,13 @@ pub fn check_names<'a>(
     Ok(())
 }
 
+/// Table administration with the global options, without the table
+/// layout (`list-tables`, `delete-table`: a bad layout setting does not stop
+/// them).
+pub async fn plain_admin(global: &Global) -> Result<TableAdmin, Failure> {
+    Ok(TableAdmin::connect(&aws_options(global)).await?)
+}
+
 /// Table administration with the global options and the table layout.
 pub async fn admin(global: &Global) -> Result<TableAdmin, Failure> {
     let layout = layout(global)?;

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{
     BillingArg, CreateTableArgs, DeleteTableArgs, Global, ListTablesArgs, OutputFormat,
 };
-use crate::connect::admin;
+use crate::connect::{admin, plain_admin};
 use crate::exit::{self, Failure};
 use crate::output::{print_json, say, Printer};
 
@@ -89,7 +89,7 @@ pub async fn create(global: &Global, args: CreateTableArgs) -> Result<i32, Failu
 
 /// `lynk list-tables`.
 pub async fn list(global: &Global, args: ListTablesArgs) -> Result<i32, Failure> {
-    let admin = admin(global).await?;
+    let admin = plain_admin(global).await?;
     let tables: Vec<String> = admin
         .list_tables()
         .await?
@@ -107,7 +107,7 @@ pub async fn list(global: &Global, args: ListTablesArgs) -> Result<i32, Failure>
 pub async fn delete(global: &Global, args: DeleteTableArgs) -> Result<i32, Failure> {
     let text = global.output == OutputFormat::Text;
     let table = args.table.as_str();
-    let admin = admin(global).await?;
+    let admin = plain_admin(global).await?;
     let absent = || {
         if text {
             say(format!("Table {table} does not exist."));

@@ -559,6 +559,20 @@ fn bad_layout_input_is_exit_2_before_anything_is_sent() {
         .output()
         .unwrap();
     assert_fails(&out, 2, &["line 3"]);
+    // list-tables and delete-table do not use the layout: a bad one does
+    // not stop them (here they fail on the closed port instead).
+    for args in [
+        ["list-tables", "--prefix", "x"],
+        ["delete-table", "lynk-t", "--no-wait"],
+    ] {
+        let out = lynk()
+            .env("LYNK_LAYOUT_FILE", &file)
+            .args(["--endpoint-url", &e])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_fails(&out, 5, &["could not reach DynamoDB"]);
+    }
     let missing = scratch.path("missing.toml").display().to_string();
     let out = at(&e, &["locks", "lynk-t", "--layout-file", &missing]);
     assert_fails(&out, 2, &["cannot read the layout file", "missing.toml"]);
