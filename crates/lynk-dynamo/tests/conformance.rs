@@ -63,7 +63,15 @@ async fn run(server: Server, kind: &str) {
         .await
         .expect("the table fits its layout");
     let backend = common::backend_with(server, &endpoint, &table, layout.clone()).await;
-    let report = conformance::run_all_with(Arc::new(backend), options).await;
+    let report = conformance::run_all_with(Arc::new(backend.clone()), options.clone()).await;
+    // A record reads back under its lock name, not the key values it is
+    // stored under (prefixed, split into group and sort key).
+    let name = format!("{}check/x", options.name_prefix);
+    let client = lynk_core::LockClient::new(backend).expect("client");
+    let guard = client.create_lock(&name).acquire().await.expect("acquire");
+    let record = client.describe(&name).await.expect("describe");
+    assert_eq!(record.map(|r| r.key), Some(name.clone()));
+    guard.release().await.expect("release");
     println!("{server:?}, layout {kind} ({layout}), table {table}:\n{report}");
     // Every item the suite left is a lock item under the layout.
     let listing = admin.list_locks(&table).await.expect("list");
@@ -78,7 +86,14 @@ async fn run(server: Server, kind: &str) {
         "{kind}: {:?}",
         listing.malformed
     );
-    assert!(!listing.locks.is_empty());
+    assert!(listing.locks.iter().any(|l| l.record.key == name));
+    for lock in &listing.locks {
+        assert!(
+            lock.record.key.starts_with(&options.name_prefix),
+            "{kind}: listed as {:?}",
+            lock.record.key
+        );
+    }
 }
 
 macro_rules! on_both {
