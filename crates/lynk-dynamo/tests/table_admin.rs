@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::types::{
 use common::Server;
 use lynk_core::{BackendErrorKind, LockBackend, LockClient, LockError};
 use lynk_dynamo::{
-    Billing, CreateOptions, Error, TableAdmin, TableBilling, TableStatus, TtlStatus,
+    Billing, CreateOptions, Error, LynkAttribute, TableAdmin, TableBilling, TableLayout,
+    TableStatus, TtlStatus,
 };
 
 async fn table_lifecycle(server: Server, test: &str) {
@@ -189,6 +190,159 @@ async fn foreign_tables(server: Server, test: &str) {
     }
     assert_eq!(info.billing, TableBilling::Provisioned);
     admin.delete_table(&table, false, true).await.unwrap();
+}
+
+/// `check_table` against a layout: `create_table` makes the layout's keys,
+/// and each differing key attribute, kind or type is named with its fix; a
+/// TTL on another attribute than the layout's is a warning.
+async fn layouts(server: Server, test: &str) {
+    let Some(endpoint) = server.endpoint(test) else {
+        return;
+    };
+    let connect = |layout: TableLayout| {
+        let endpoint = endpoint.clone();
+        async move {
+            TableAdmin::connect(&common::options(&endpoint))
+                .await
+                .unwrap()
+                .with_layout(layout)
+                .unwrap()
+        }
+    };
+    let grouped = TableLayout::new()
+        .partition_key("PK")
+        .key_prefix("LOCK#")
+        .sort_key_grouped("SK")
+        .attribute(LynkAttribute::ExpiresAt, "ttl");
+    let table = common::unique_table("layout");
+    let admin = common::create_table_with(&endpoint, &table, grouped.clone()).await;
+    let info = admin.check_table(&table).await.expect("fits its layout");
+    assert!(info.warnings.is_empty(), "{:?}", info.warnings);
+    if server == Server::Moto {
+        let ttl = info.ttl.expect("moto reports TTL");
+        assert_eq!(
+            ttl.attribute.as_deref(),
+            Some("ttl"),
+            "TTL on the layout's attribute"
+        );
+    }
+    let mismatch = |layout: TableLayout, says: Vec<&'static str>| {
+        let connect = &connect;
+        let table = &table;
+        async move {
+            let admin = connect(layout).await;
+            let err = admin.check_table(table).await.unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::TableMisconfigured { .. }), "{text}");
+            for s in says {
+                assert!(text.contains(s), "{s:?} not in {text}");
+            }
+        }
+    };
+    mismatch(
+        TableLayout::default(),
+        vec![
+            "its hash key is `PK`, not `lockKey` (the layout's partition key)",
+            "it has a sort key `SK`, and the table layout has none",
+            "`--partition-key PK`",
+            "TableLayout::sort_key_grouped",
+        ],
+    )
+    .await;
+    mismatch(
+        TableLayout::new()
+            .partition_key("PK")
+            .sort_key_fixed("sk", "LOCK"),
+        vec![
+            "its sort key is `SK`, not `sk`",
+            "name the layout's sort key `SK`",
+        ],
+    )
+    .await;
+    // The same keys with another TTL attribute: usable, with a warning.
+    let info = connect(
+        TableLayout::new()
+            .partition_key("PK")
+            .sort_key_grouped("SK"),
+    )
+    .await
+    .check_table(&table)
+    .await
+    .expect("the keys fit");
+    if server == Server::Moto {
+        assert!(
+            info.warnings
+                .iter()
+                .any(|w| w.contains("TTL is on `ttl`, not on lynk's TTL attribute `expiresAt`")),
+            "{:?}",
+            info.warnings
+        );
+    }
+    admin.delete_table(&table, false, true).await.unwrap();
+
+    // A default table checked with a sort key layout; a number key.
+    let plain = common::unique_table("layout");
+    let admin = common::create_table(&endpoint, &plain).await;
+    let admin2 = connect(TableLayout::new().sort_key_grouped("SK")).await;
+    let text = admin2.check_table(&plain).await.unwrap_err().to_string();
+    assert!(
+        text.contains("it has no sort key, and the table layout expects the sort key `SK`"),
+        "{text}"
+    );
+    assert!(text.contains("with the same layout"), "{text}");
+    admin.delete_table(&plain, false, true).await.unwrap();
+    let numbered = common::unique_table("layout");
+    admin
+        .client()
+        .create_table()
+        .table_name(&numbered)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("PK")
+                .attribute_type(ScalarAttributeType::N)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("PK")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    let text = connect(TableLayout::new().partition_key("PK"))
+        .await
+        .check_table(&numbered)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("its hash key `PK` has type N, not S (string)"),
+        "{text}"
+    );
+    admin.delete_table(&numbered, true, true).await.unwrap();
+
+    // A layout that is not usable is refused before anything is sent.
+    let err = TableAdmin::connect(&common::options(&endpoint))
+        .await
+        .unwrap()
+        .with_layout(TableLayout::new().attribute(LynkAttribute::Payload, "lockKey"))
+        .unwrap_err();
+    assert!(err.to_string().contains("both called `lockKey`"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_on_moto() {
+    layouts(Server::Moto, "layouts_on_moto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layouts_on_dynalite() {
+    layouts(Server::Dynalite, "layouts_on_dynalite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
