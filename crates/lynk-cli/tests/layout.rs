@@ -635,3 +635,155 @@ fn bad_layout_input_is_exit_2_before_anything_is_sent() {
     let out = at(&e, &["locks", "lynk-t", "--group", "g"]);
     assert_fails(&out, 2, &["--group needs", "--grouped"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_sort_key_and_renamed_attributes_from_a_layout_file() {
+    let Some(e) = moto("a_fixed_sort_key_and_renamed_attributes_from_a_layout_file") else {
+        return;
+    };
+    let scratch = Scratch::new("layout-fixed");
+    let file = layout_file(
+        &scratch,
+        "partition_key = PK\nsort_key = SK\nsort_key_value = \"LOCK\"\n\n[attributes]\npayload = \"lockPayload\"\nexpiresAt = ttl\n",
+    );
+    let t = unique_table("layout-fixed");
+    let created = json(&at(
+        &e,
+        &[
+            "create-table",
+            &t,
+            "--layout-file",
+            &file,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(created["ttl_enabled"], true);
+    // The user's item under the same partition key, another sort key.
+    put_user_item(&e, &t, "job", "profile", "the user's").await;
+    ok(&at(
+        &e,
+        &[
+            "acquire",
+            &t,
+            "job",
+            "--lease",
+            "1m",
+            "--payload",
+            "x",
+            "--layout-file",
+            &file,
+        ],
+    ));
+    let item = raw(&e, &t, "job", "LOCK").await.expect("the lock item");
+    assert_eq!(
+        item.get("lockPayload"),
+        Some(&AttributeValue::B("x".as_bytes().into()))
+    );
+    assert!(item.contains_key("ttl") && !item.contains_key("expiresAt"));
+    assert!(!item.contains_key("payload"));
+    let user = raw(&e, &t, "job", "profile").await.unwrap();
+    assert_eq!(user.len(), 3, "the user's item untouched: {user:?}");
+    let listing = json(&at(
+        &e,
+        &["locks", &t, "--output", "json", "--layout-file", &file],
+    ));
+    assert_eq!(lock_names(&listing), ["job"]);
+    assert_eq!(listing["locks"][0]["payload"], "x");
+    assert_eq!(listing["skipped"], 1);
+    // The same layout as flags.
+    let d = json(&at(
+        &e,
+        &[
+            "describe",
+            &t,
+            "job",
+            "--output",
+            "json",
+            "--partition-key",
+            "PK",
+            "--sort-key",
+            "SK",
+            "--sort-key-value",
+            "LOCK",
+            "--attribute",
+            "payload=lockPayload",
+            "--attribute",
+            "expiresAt=ttl",
+        ],
+    ));
+    assert_eq!(d["payload"], "x");
+    // --group needs groups.
+    let out = at(&e, &["locks", &t, "--group", "job", "--layout-file", &file]);
+    assert_fails(&out, 2, &["--group needs"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_release_on_a_terminal_lists_the_held_locks_and_asks_once() {
+    let Some(e) = moto("a_group_release_on_a_terminal_lists_the_held_locks_and_asks_once") else {
+        return;
+    };
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "`script` is needed");
+        eprintln!("SKIP: no `script` command to give lynk a terminal");
+        return;
+    }
+    let t = group_fixture(&e, "layout-tty").await;
+    let command = format!(
+        "{} --endpoint-url {e} release {t} --group orders --force {}",
+        assert_cmd::cargo::cargo_bin("lynk").display(),
+        GROUPED.join(" ").replace("LOCK#", "'LOCK#'")
+    );
+    let on_a_terminal = |answer: &str| {
+        let mut child = std::process::Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+        )
+    };
+    // Declined: exit 8, nothing released; the question named both held locks.
+    let (code, screen) = on_a_terminal("n\n");
+    assert_eq!(code, Some(8), "{screen}");
+    assert!(
+        screen.contains("Force-release the 2 held lock(s) of group \"orders\"")
+            && screen.contains("  orders/1: held by")
+            && screen.contains("  orders/2: held by")
+            && !screen.contains("billing"),
+        "{screen}"
+    );
+    let held = json(&with(
+        &e,
+        &["locks", &t, "--group", "orders", "--output", "json"],
+        &GROUPED,
+    ));
+    assert!(held["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["state"] == "held"));
+    // Accepted: both released, one line each.
+    let (code, screen) = on_a_terminal("y\n");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(
+        screen.contains("Released lock \"orders/1\"")
+            && screen.contains("Released lock \"orders/2\""),
+        "{screen}"
+    );
+}
