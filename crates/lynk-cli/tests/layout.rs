@@ -221,6 +221,22 @@ async fn a_lock_on_a_grouped_layout_is_where_the_layout_says() {
     let out = at(&e, &args);
     assert_eq!(ok(&out), "orders/7\n");
     assert!(raw(&e, &t, "LOCK#orders", "7").await.is_some());
+    // Several locks at once, and a semaphore's permit, on the layout.
+    let mut args = vec!["run", &t, "orders/8", "billing/8"];
+    args.extend(GROUPED);
+    args.extend(["--", "sh", "-c", "echo $LYNK_LOCK_NAMES"]);
+    assert_eq!(ok(&at(&e, &args)), "orders/8,billing/8\n");
+    assert!(raw(&e, &t, "LOCK#orders", "8").await.is_some());
+    assert!(raw(&e, &t, "LOCK#billing", "8").await.is_some());
+    let mut args = vec!["run", &t, "encoders/pool", "--permits", "2"];
+    args.extend(GROUPED);
+    args.extend(["--", "sh", "-c", "echo $LYNK_PERMITS"]);
+    assert_eq!(ok(&at(&e, &args)), "2\n");
+    assert!(raw(&e, &t, "LOCK#encoders", "pool").await.is_some());
+    let mut args = vec!["run", &t, "orders/9", "nogroup"];
+    args.extend(GROUPED);
+    args.extend(["--", "true"]);
+    assert_fails(&at(&e, &args), 2, &["\"nogroup\""]);
     // A name without a group does not fit: exit 2, nothing sent.
     let out = with(&e, &["acquire", &t, "nogroup", "--lease", "1m"], &GROUPED);
     assert_fails(&out, 2, &["\"nogroup\"", "no `/`"]);
