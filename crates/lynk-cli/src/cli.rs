@@ -17,6 +17,7 @@ Examples:
   lynk leader run my-locks scheduler --payload \"$(hostname)\" -- ./schedule.sh
   lynk leader show my-locks scheduler
   lynk locks my-locks                          # who holds what
+  lynk locks app-table --group orders --layout-file lynk.toml  # locks in a table of yours
   lynk demo                                    # the original quickstart, in memory, no AWS needed
 
 AWS configuration (credentials, region, endpoint) comes from the standard chain
