@@ -478,7 +478,7 @@ impl TableLayout {
         };
         let Some((group, rest)) = name.split_once(sep) else {
             return Err(bad(format!(
-                "the table layout keeps locks in groups, and a name is `GROUP{sep}NAME`, but this name has no `{sep}`; add a group (e.g. `jobs{sep}{name}`)"
+                "the table layout keeps locks in groups, and a name is `GROUP{sep}NAME`, but this name has no `{sep}` (the group separator); add a group (e.g. `jobs{sep}{name}`)"
             )));
         };
         if group.is_empty() {
@@ -761,7 +761,10 @@ mod tests {
     fn names_that_do_not_fit_are_refused_with_the_fix() {
         let l = TableLayout::new().sort_key_grouped("SK");
         for (name, says) in [
-            ("orders", "has no `/`; add a group (e.g. `jobs/orders`)"),
+            (
+                "orders",
+                "has no `/` (the group separator); add a group (e.g. `jobs/orders`)",
+            ),
             ("/42", "group (the part before the first `/`) is empty"),
             ("orders/", "the part after the first `/` is empty"),
         ] {
