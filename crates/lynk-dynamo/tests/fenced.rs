@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 };
 use common::Server;
 use lynk_core::{Condition, LockBackend, LockClient, TokenUpdate, Version, WriteRequest};
-use lynk_dynamo::Error;
+use lynk_dynamo::{Error, LynkAttribute, TableLayout};
 
 fn put(table: &str, id: &str, value: &str) -> Put {
     Put::builder()
@@ -23,12 +23,30 @@ fn put(table: &str, id: &str, value: &str) -> Put {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_write_on_moto() {
+    fenced_write(TableLayout::default(), "account-42").await;
+}
+
+/// The fence under a layout: its `ConditionCheck` uses the layout's key
+/// (prefix, group and sort key) and its renamed token and released
+/// attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fenced_write_with_a_layout_on_moto() {
+    let layout = TableLayout::new()
+        .partition_key("PK")
+        .key_prefix("LOCK#")
+        .sort_key_grouped("SK")
+        .attribute(LynkAttribute::FencingToken, "lynk-token")
+        .attribute(LynkAttribute::Released, "lynk-released");
+    fenced_write(layout, "accounts/42").await;
+}
+
+async fn fenced_write(layout: TableLayout, name: &str) {
     let Some(endpoint) = Server::Moto.endpoint("fenced_write_on_moto") else {
         return;
     };
     let locks = common::unique_table("fence-locks");
     let data = common::unique_table("fence-data");
-    let admin = common::create_table(&endpoint, &locks).await;
+    let admin = common::create_table_with(&endpoint, &locks, layout.clone()).await;
     admin
         .client()
         .create_table()
@@ -51,12 +69,12 @@ async fn fenced_write_on_moto() {
         .send()
         .await
         .unwrap();
-    let backend = common::backend(Server::Moto, &endpoint, &locks).await;
+    let backend = common::backend_with(Server::Moto, &endpoint, &locks, layout).await;
     let client = LockClient::builder(backend.clone())
         .default_lease(Duration::from_secs(20))
         .build()
         .unwrap();
-    let guard = client.create_lock("account-42").acquire().await.unwrap();
+    let guard = client.create_lock(name).acquire().await.unwrap();
 
     // Held: the write applies.
     backend
@@ -92,10 +110,10 @@ async fn fenced_write_on_moto() {
     assert!(matches!(err, Error::WriteConditionFailed { .. }), "{err}");
 
     // Another client takes the lock over (as after an expired lease).
-    let current = backend.read("account-42").await.unwrap().unwrap();
+    let current = backend.read(name).await.unwrap().unwrap();
     let stolen = backend
         .write(WriteRequest {
-            key: "account-42".into(),
+            key: name.into(),
             condition: Condition::VersionIs(current.version.clone()),
             version: Version::random(),
             lease_duration: Duration::from_secs(20),
