@@ -117,6 +117,11 @@ for S in dynalite moto; do
   bounded "$BIN" suite --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
 done
 
+for S in "${SERVERS[@]}"; do
+  log "the floor on $S: lynk and dynamodb-lease against the bare SDK sending the same requests (issue 14)"
+  bounded "$BIN" floor --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
+done
+
 log "dynamodb-lease on moto (dynalite lacks the TTL API it requires)"
 bounded "$BIN" peer --endpoint "$MOTO" --label moto --json "$OUT" $SMOKE
 

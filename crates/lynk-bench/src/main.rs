@@ -5,6 +5,7 @@
 mod cost;
 mod counting;
 mod env;
+mod floor;
 mod lynk_imp;
 mod peer;
 mod primitives;
@@ -45,6 +46,14 @@ enum Cmd {
         server: Server,
         #[arg(long, env = "LYNK_BENCH_ENDPOINT")]
         endpoint: Option<String>,
+    },
+    /// The bare SDK sending the requests lynk and dynamodb-lease send: client
+    /// CPU and time per cycle against each one's floor.
+    Floor {
+        #[arg(long, value_enum)]
+        server: Server,
+        #[arg(long, env = "LYNK_BENCH_ENDPOINT")]
+        endpoint: String,
     },
     /// Many locks held at once by one client on the in-memory backend.
     Scale {
@@ -114,6 +123,9 @@ fn main() {
                 let sizes = suite::Sizes::for_server(server, cli.smoke);
                 lynk_imp::run(&env, sizes, &report).await;
                 primitives::run(&env, server.label(), cli.smoke, &report).await;
+            }
+            Cmd::Floor { server, endpoint } => {
+                floor::run(server, &endpoint, cli.smoke, &report).await;
             }
             Cmd::Scale { locks } => {
                 let (n, lease, hold) = if cli.smoke {
