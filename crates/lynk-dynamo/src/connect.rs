@@ -169,6 +169,15 @@ impl AwsOptions {
         if let Some(p) = &self.profile {
             loader = loader.profile_name(p.clone());
         }
+        #[cfg(feature = "tls-ring")]
+        {
+            // The SDK's HTTPS client with rustls on ring (feature `tls-ring`).
+            use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https();
+            loader = loader.http_client(http);
+        }
         let config = loader.load().await;
         if config.region().is_none() {
             return Err(Error::NoRegion);
