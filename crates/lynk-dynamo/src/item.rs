@@ -361,12 +361,17 @@ pub(crate) fn write_expressions(
     let pk = layout.partition_key_attribute();
     let condition = match &request.condition {
         Condition::Absent => format!("attribute_not_exists({})", p.name(pk)),
+        // A released record is taken only if it is a lock record as `record_from_item`
+        // reads one (a string version, a number lease): a user's item that merely has
+        // `released = true` and attributes of those names is never overwritten.
         Condition::Vacant => format!(
-            "attribute_not_exists({}) OR ({} AND attribute_exists({}) AND attribute_exists({}))",
+            "attribute_not_exists({}) OR ({} AND attribute_type({}, {}) AND attribute_type({}, {}))",
             p.name(pk),
             assign(&mut p, n_released, "true", AttributeValue::Bool(true)),
             p.name(n_version),
-            p.name(n_lease)
+            p.value("typeS", AttributeValue::S("S".into())),
+            p.name(n_lease),
+            p.value("typeN", AttributeValue::S("N".into()))
         ),
         Condition::VersionIs(v) => version_is(layout, &mut p, v),
         Condition::QueueIs { version, revision } => {

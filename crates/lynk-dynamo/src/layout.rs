@@ -614,10 +614,13 @@ impl TableLayout {
             SortKey::Grouped { attribute } => {
                 let sep = self.separator().unwrap_or(DEFAULT_SEPARATOR);
                 match item.get(attribute) {
-                    Some(AttributeValue::S(s))
-                        if !s.is_empty() && !pk.is_empty() && !pk.contains(sep) =>
-                    {
-                        Some(format!("{pk}{sep}{s}"))
+                    // Only a key `key_of` writes: the name's first separator
+                    // must be the one between group and rest (with a
+                    // self-overlapping separator such as `::`, `x:` + `y`
+                    // would read as `x:::y`, whose key is `x` + `:y`).
+                    Some(AttributeValue::S(s)) if !s.is_empty() && !pk.is_empty() => {
+                        let name = format!("{pk}{sep}{s}");
+                        (name.find(sep) == Some(pk.len())).then_some(name)
                     }
                     _ => None,
                 }
