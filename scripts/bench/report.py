@@ -200,6 +200,7 @@ def floor_section(data):
             ("dynamodb-lease cycle time : its floor", g("dynamodb-lease", server, "floor_ratio_wall_cycle"), None),
             ("lynk : dynamodb-lease, CPU per cycle", g("lynk", server, "floor_lynk_vs_peer_cpu_cycle"), 1.0),
             ("candidate ReturnValues=NONE : lynk's floor, CPU", g("floor-lynk-return-none", server, "floor_ratio_cpu_cycle"), None),
+            ("per-request customize() : lynk's floor, CPU", g("floor-lynk-customize", server, "floor_ratio_cpu_cycle"), None),
         ]
         for label, v, want in rows:
             if v is None:

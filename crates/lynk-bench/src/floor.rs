@@ -151,6 +151,7 @@ async fn send_update(
     version: &str,
     expected: Option<&str>,
     no_return: bool,
+    customize: bool,
 ) {
     let return_values = if no_return {
         None
@@ -165,7 +166,8 @@ async fn send_update(
     if let Some(e) = expected {
         values.insert(":expected".into(), AttributeValue::S(e.to_owned()));
     }
-    sdk.update_item()
+    let op = sdk
+        .update_item()
         .table_name(template.table_name().unwrap_or_default())
         .set_key(Some(key.clone()))
         .set_update_expression(template.update_expression().map(str::to_owned))
@@ -175,10 +177,24 @@ async fn send_update(
         .set_return_values(return_values)
         .set_return_values_on_condition_check_failure(
             template.return_values_on_condition_check_failure().cloned(),
-        )
-        .send()
-        .await
-        .expect("floor UpdateItem");
+        );
+    let sent = if customize {
+        // What lynk does per request: an operation-level interceptor.
+        op.customize().interceptor(NoOp).send().await
+    } else {
+        op.send().await
+    };
+    sent.expect("floor UpdateItem");
+}
+
+/// An interceptor that does nothing: the cost of `customize()` alone.
+#[derive(Debug)]
+struct NoOp;
+
+impl Intercept for NoOp {
+    fn name(&self) -> &'static str {
+        "lynk_bench::NoOp"
+    }
 }
 
 /// One implementation's batch: `n` cycles (or reads) on its own lock.
@@ -207,6 +223,9 @@ impl Batch for LynkCycles {
 struct LynkFloorCycles {
     /// The candidate `ReturnValues=NONE` (lynk asks for `ALL_NEW`).
     no_return: bool,
+    /// The per-request `customize().interceptor(..)` lynk adds (its
+    /// `Attempts`), here with an interceptor that does nothing.
+    customize: bool,
     sdk: aws_sdk_dynamodb::Client,
     req: Arc<LynkRequests>,
     key: HashMap<String, AttributeValue>,
@@ -217,10 +236,10 @@ impl Batch for LynkFloorCycles {
     async fn run(&mut self, n: u64) {
         for _ in 0..n {
             let v1 = uuid::Uuid::new_v4().to_string();
-            let (req, key, nr) = (&self.req, &self.key, self.no_return);
-            send_update(&self.sdk, &req.acquire, key, &v1, None, nr).await;
+            let (req, key, nr, c) = (&self.req, &self.key, self.no_return, self.customize);
+            send_update(&self.sdk, &req.acquire, key, &v1, None, nr, c).await;
             let v2 = uuid::Uuid::new_v4().to_string();
-            send_update(&self.sdk, &req.release, key, &v2, Some(&v1), nr).await;
+            send_update(&self.sdk, &req.release, key, &v2, Some(&v1), nr, c).await;
         }
     }
 }
@@ -364,9 +383,21 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
             "cycle",
             Box::new(LynkFloorCycles {
                 no_return: false,
+                customize: false,
                 sdk: sdk(),
                 req: req.clone(),
                 key: key_of("floor-bare"),
+            }),
+        ),
+        (
+            "floor-lynk-customize",
+            "cycle",
+            Box::new(LynkFloorCycles {
+                no_return: false,
+                customize: true,
+                sdk: sdk(),
+                req: req.clone(),
+                key: key_of("floor-bare-customize"),
             }),
         ),
         (
@@ -374,6 +405,7 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
             "cycle",
             Box::new(LynkFloorCycles {
                 no_return: true,
+                customize: false,
                 sdk: sdk(),
                 req: req.clone(),
                 key: key_of("floor-bare-none"),
@@ -481,6 +513,7 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
         ("lynk", "floor-lynk", "cycle"),
         ("lynk", "floor-lynk", "read"),
         ("floor-lynk-return-none", "floor-lynk", "cycle"),
+        ("floor-lynk-customize", "floor-lynk", "cycle"),
         ("dynamodb-lease", "floor-dynamodb-lease", "cycle"),
     ];
     for (imp, floor, what) in pairs {
