@@ -341,6 +341,26 @@ pub trait LockBackend: Send + Sync + std::fmt::Debug + 'static {
     /// treats that like [`OutcomeUnknown`](crate::BackendErrorKind::OutcomeUnknown).
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError>;
 
+    /// Writes `request` exactly as [`write`](LockBackend::write) does, for a
+    /// caller that does not need the stored record back: the engine uses it
+    /// for a release (and a grant to a queued waiter), whose record it wrote
+    /// itself and never looks at again. Everything else is `write`'s
+    /// contract: one compare-and-set; a failed condition is
+    /// [`WriteError::ConditionFailed`] with the stored record where the
+    /// backend returns it; a retried attempt finding this request's own
+    /// version stored is a success.
+    ///
+    /// The default calls `write` and drops the record. Override it where
+    /// skipping the record is cheaper (DynamoDB: `ReturnValues=NONE`, so no
+    /// item to send, parse and convert).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`write`](LockBackend::write).
+    async fn write_no_return(&self, request: WriteRequest) -> Result<(), WriteError> {
+        self.write(request).await.map(|_| ())
+    }
+
     /// Deletes the record under `key` if its version is `expected`.
     ///
     /// # Cancel safety
@@ -406,6 +426,10 @@ impl<T: LockBackend + ?Sized> LockBackend for std::sync::Arc<T> {
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
         (**self).write(request).await
+    }
+
+    async fn write_no_return(&self, request: WriteRequest) -> Result<(), WriteError> {
+        (**self).write_no_return(request).await
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {

@@ -303,17 +303,21 @@ impl DynamoBackend {
         record_from_item(&self.inner.layout, item).map_err(|e| self.malformed(e))
     }
 
-    /// Sends one conditional `UpdateItem` of `key` with `expr`, returning the
-    /// record it stored (`ALL_NEW`), or the stored record a failed condition
-    /// returned (`ALL_OLD`, where the server returns it). `own` recognises a
-    /// stored record that this very request wrote (an earlier attempt that
-    /// applied, its response lost, then retried by the SDK): that is a success.
+    /// Sends one conditional `UpdateItem` of `key` with `expr`. With
+    /// `want_record`, returns the record it stored (`ReturnValues=ALL_NEW`);
+    /// without, asks for nothing back (`NONE`) and returns `None`. A failed
+    /// condition returns the stored record where the server sends it
+    /// (`ReturnValuesOnConditionCheckFailure=ALL_OLD`, either way). `own`
+    /// recognises a stored record that this very request wrote (an earlier
+    /// attempt that applied, its response lost, then retried by the SDK):
+    /// that is a success.
     async fn update(
         &self,
         key: &str,
-        expr: Expressions,
+        mut expr: Expressions,
         own: impl Fn(&LockRecord) -> bool,
-    ) -> Result<LockRecord, WriteError> {
+        want_record: bool,
+    ) -> Result<Option<LockRecord>, WriteError> {
         let key = self.key(key)?;
         let attempts = Attempts::default();
         let result = self
@@ -324,25 +328,23 @@ impl DynamoBackend {
             .set_key(Some(key))
             .set_update_expression(expr.update)
             .condition_expression(expr.condition)
-            .set_expression_attribute_names(expr.placeholders.names())
-            .set_expression_attribute_values(expr.placeholders.values())
-            .return_values(ReturnValue::AllNew)
+            .set_expression_attribute_names(expr.placeholders.take_names())
+            .set_expression_attribute_values(expr.placeholders.take_values())
+            .return_values(if want_record {
+                ReturnValue::AllNew
+            } else {
+                ReturnValue::None
+            })
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .interceptor(attempts.clone())
             .send()
             .await;
         match result {
+            Ok(_) if !want_record => Ok(None),
             Ok(out) => match out.attributes() {
-                Some(item) => Ok(self.record(item)?),
-                None => Err(BackendError::new(
-                    BackendErrorKind::OutcomeUnknown,
-                    format!(
-                        "UpdateItem on table `{}` succeeded but returned no item; the server ignores ReturnValues=ALL_NEW",
-                        self.inner.table
-                    ),
-                )
-                .into()),
+                Some(item) => Ok(Some(self.record(item)?)),
+                None => Err(self.no_item().into()),
             },
             Err(e) => match e.as_service_error() {
                 // The write did not apply; a malformed stored item is reported
@@ -352,13 +354,38 @@ impl DynamoBackend {
                 // engine reads the record then.
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
                     match self.stored(c.item())? {
-                        Some(current) if own(&current) => Ok(current),
+                        Some(current) if own(&current) => Ok(Some(current)),
                         current => Err(WriteError::ConditionFailed { current }),
                     }
                 }
                 _ => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
             },
         }
+    }
+
+    /// The expressions of `request` and the test recognising a stored record
+    /// it wrote itself: the SDK may have retried a write whose first attempt
+    /// applied, and a stored record carrying this request's fresh version
+    /// can only have been written by this request.
+    fn write_parts(&self, request: &WriteRequest) -> (Expressions, impl Fn(&LockRecord) -> bool) {
+        let expr = write_expressions(
+            &self.inner.layout,
+            request,
+            self.expires_at(request.lease_duration),
+        );
+        let version = request.version.clone();
+        (expr, move |current: &LockRecord| current.version == version)
+    }
+
+    /// A successful `UpdateItem` that returned no item although asked to.
+    fn no_item(&self) -> BackendError {
+        BackendError::new(
+            BackendErrorKind::OutcomeUnknown,
+            format!(
+                "UpdateItem on table `{}` succeeded but returned no item; the server ignores ReturnValues=ALL_NEW",
+                self.inner.table
+            ),
+        )
     }
 
     /// The stored record a failed condition returned, if any.
@@ -393,32 +420,31 @@ impl LockBackend for DynamoBackend {
     }
 
     async fn write(&self, request: WriteRequest) -> Result<LockRecord, WriteError> {
-        let expr = write_expressions(
-            &self.inner.layout,
-            &request,
-            self.expires_at(request.lease_duration),
-        );
-        // The SDK may have retried a write whose first attempt applied: a
-        // stored record carrying this request's fresh version can only have
-        // been written by this request.
-        self.update(&request.key, expr, |current| {
-            current.version == request.version
-        })
-        .await
+        let (expr, own) = self.write_parts(&request);
+        let record = self.update(&request.key, expr, own, true).await?;
+        record.ok_or_else(|| self.no_item().into())
+    }
+
+    async fn write_no_return(&self, request: WriteRequest) -> Result<(), WriteError> {
+        let (expr, own) = self.write_parts(&request);
+        self.update(&request.key, expr, own, false)
+            .await
+            .map(|_| ())
     }
 
     async fn write_queue(&self, request: QueueRequest) -> Result<LockRecord, WriteError> {
         let expr = queue_expressions(&self.inner.layout, &request);
         // As in `write`, by the queue's fresh revision: only this request
         // stores it (a queue without a revision is never recognised).
-        self.update(&request.key, expr, |current| {
+        let own = |current: &LockRecord| {
             request.queue.revision.is_some() && current.queue.revision == request.queue.revision
-        })
-        .await
+        };
+        let record = self.update(&request.key, expr, own, true).await?;
+        record.ok_or_else(|| self.no_item().into())
     }
 
     async fn delete(&self, key: &str, expected: &Version) -> Result<(), WriteError> {
-        let expr = delete_condition(&self.inner.layout, expected);
+        let mut expr = delete_condition(&self.inner.layout, expected);
         let key = self.key(key)?;
         let attempts = Attempts::default();
         let result = self
@@ -428,8 +454,8 @@ impl LockBackend for DynamoBackend {
             .table_name(&self.inner.table)
             .set_key(Some(key))
             .condition_expression(expr.condition)
-            .set_expression_attribute_names(expr.placeholders.names())
-            .set_expression_attribute_values(expr.placeholders.values())
+            .set_expression_attribute_names(expr.placeholders.take_names())
+            .set_expression_attribute_values(expr.placeholders.take_values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
             .interceptor(attempts.clone())
@@ -451,14 +477,15 @@ impl LockBackend for DynamoBackend {
         let table = &self.inner.table;
         let mut items = Vec::with_capacity(requests.len());
         for r in &requests {
-            let expr = write_expressions(&self.inner.layout, r, self.expires_at(r.lease_duration));
+            let mut expr =
+                write_expressions(&self.inner.layout, r, self.expires_at(r.lease_duration));
             let update = Update::builder()
                 .table_name(table)
                 .set_key(Some(self.key(&r.key)?))
                 .set_update_expression(expr.update)
                 .condition_expression(expr.condition)
-                .set_expression_attribute_names(expr.placeholders.names())
-                .set_expression_attribute_values(expr.placeholders.values())
+                .set_expression_attribute_names(expr.placeholders.take_names())
+                .set_expression_attribute_values(expr.placeholders.take_values())
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )

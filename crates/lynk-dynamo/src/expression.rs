@@ -10,10 +10,21 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Collects `#name` and `:value` placeholders for one request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Placeholders {
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
+}
+
+impl Default for Placeholders {
+    /// Room for a protocol write's placeholders (at most 14 names and 16
+    /// values), so building one does not grow the maps.
+    fn default() -> Self {
+        Placeholders {
+            names: HashMap::with_capacity(16),
+            values: HashMap::with_capacity(16),
+        }
+    }
 }
 
 impl Placeholders {
@@ -26,7 +37,9 @@ impl Placeholders {
             return placeholder.clone();
         }
         let plain = !attr.is_empty() && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let mut placeholder = format!("#{attr}");
+        let mut placeholder = String::with_capacity(attr.len() + 1);
+        placeholder.push('#');
+        placeholder.push_str(attr);
         let mut i = 0;
         while !plain || self.names.contains_key(&placeholder) {
             placeholder = format!("#n{i}");
@@ -42,18 +55,22 @@ impl Placeholders {
     /// The placeholder `:label` for `value`, registering it. Using one label
     /// twice with the same value is fine.
     pub(crate) fn value(&mut self, label: &str, value: AttributeValue) -> String {
-        let placeholder = format!(":{label}");
+        let mut placeholder = String::with_capacity(label.len() + 1);
+        placeholder.push(':');
+        placeholder.push_str(label);
         self.values.insert(placeholder.clone(), value);
         placeholder
     }
 
-    /// The names map, or `None` if empty (the API rejects an empty map).
-    pub(crate) fn names(&self) -> Option<HashMap<String, String>> {
-        (!self.names.is_empty()).then(|| self.names.clone())
+    /// Takes the names map out (leaving it empty), or `None` if it is empty
+    /// (the API rejects an empty map). Moved, not copied: a request's
+    /// placeholders are sent once.
+    pub(crate) fn take_names(&mut self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| std::mem::take(&mut self.names))
     }
 
-    /// The values map, or `None` if empty (the API rejects an empty map).
-    pub(crate) fn values(&self) -> Option<HashMap<String, AttributeValue>> {
-        (!self.values.is_empty()).then(|| self.values.clone())
+    /// Takes the values map out, as [`take_names`](Placeholders::take_names).
+    pub(crate) fn take_values(&mut self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| std::mem::take(&mut self.values))
     }
 }

@@ -102,13 +102,13 @@ impl DynamoBackend {
     /// this backend's [layout](DynamoBackend::layout) (a guard of another
     /// backend).
     pub fn fence(&self, guard: &LockGuard) -> Result<ConditionCheck, Error> {
-        let expr = fence_condition(self.layout(), guard.fencing_token());
+        let mut expr = fence_condition(self.layout(), guard.fencing_token());
         ConditionCheck::builder()
             .table_name(self.table())
             .set_key(Some(self.layout().key_of(guard.name())?))
             .condition_expression(expr.condition)
-            .set_expression_attribute_names(expr.placeholders.names())
-            .set_expression_attribute_values(expr.placeholders.values())
+            .set_expression_attribute_names(expr.placeholders.take_names())
+            .set_expression_attribute_values(expr.placeholders.take_values())
             .build()
             .map_err(|e| Error::InvalidRequest {
                 operation: "ConditionCheck".into(),

@@ -711,14 +711,14 @@ mod tests {
     /// Every `#name` and `:value` a request defines is used by one of its
     /// expressions (dynalite and DynamoDB reject unused ones), and every one
     /// used is defined.
-    fn placeholders_match(expr: &Expressions) {
+    fn placeholders_match(expr: &mut Expressions) {
         let text = format!(
             "{} {}",
             expr.update.as_deref().unwrap_or(""),
             expr.condition
         );
-        let names = expr.placeholders.names().unwrap_or_default();
-        let values = expr.placeholders.values().unwrap_or_default();
+        let names = expr.placeholders.take_names().unwrap_or_default();
+        let values = expr.placeholders.take_values().unwrap_or_default();
         for defined in names.keys().chain(values.keys()) {
             let used = text
                 .split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':'))
@@ -780,7 +780,7 @@ mod tests {
                             granted_to: granted_to.clone(),
                             holder_detail: None,
                         };
-                        placeholders_match(&write_expressions(
+                        placeholders_match(&mut write_expressions(
                             &TableLayout::default(),
                             &request,
                             1,
@@ -799,7 +799,7 @@ mod tests {
                         revision,
                         queue: queue.clone(),
                     };
-                    placeholders_match(&queue_expressions(&TableLayout::default(), &request));
+                    placeholders_match(&mut queue_expressions(&TableLayout::default(), &request));
                 }
             }
         }

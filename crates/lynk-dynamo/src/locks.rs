@@ -190,6 +190,8 @@ impl TableAdmin {
             p.name(layout.partition_key_attribute()),
             p.value("group", value)
         );
+        // Every page's Query sends the same placeholders.
+        let (names, values) = (p.take_names(), p.take_values());
         let mut listing = LockListing::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -199,8 +201,8 @@ impl TableAdmin {
                 .table_name(table)
                 .consistent_read(true)
                 .key_condition_expression(&condition)
-                .set_expression_attribute_names(p.names())
-                .set_expression_attribute_values(p.values())
+                .set_expression_attribute_names(names.clone())
+                .set_expression_attribute_values(values.clone())
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

@@ -220,3 +220,48 @@ async fn lost_heartbeat_response() {
     client.shutdown().await;
     admin.delete_table(&table, false, true).await.unwrap();
 }
+
+/// A release asks for no record back (`ReturnValues=NONE`); when its
+/// response is lost after moto applied it, the retry (the SDK's, or the
+/// engine's after reading the record) must still recognise the release as
+/// its own: `release()` is Ok and the record is released, once.
+async fn lost_release_response(sdk_retries: bool, test: &str) {
+    let Some(endpoint) = Server::Moto.endpoint(test) else {
+        return;
+    };
+    let table = common::unique_table("lost-rel");
+    let admin = common::create_table(&endpoint, &table).await;
+    let direct = common::backend(Server::Moto, &endpoint, &table).await;
+    // UpdateItem 1 is the acquire, 2 the release: lose its response.
+    let proxy = Proxy::start(&endpoint, &[2]).await;
+    let backend = backend_via(&proxy, &table, sdk_retries).await;
+    let client = LockClient::builder(backend)
+        .host_identifier("lossy")
+        .build()
+        .unwrap();
+    let guard = client.create_lock("rel").acquire().await.unwrap();
+    let token = guard.fencing_token();
+    guard
+        .release()
+        .await
+        .expect("a release whose response was lost is still the client's own release");
+    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1);
+    let stored = direct.read("rel").await.unwrap().unwrap();
+    assert!(stored.released, "not released: {stored:?}");
+    assert_eq!(stored.fencing_token, Some(token));
+    // Free for the next one.
+    let next = client.create_lock("rel").try_acquire().await.unwrap();
+    assert!(next.is_some_and(|g| g.fencing_token() > token));
+    client.shutdown().await;
+    admin.delete_table(&table, false, true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_release_response_with_sdk_retries() {
+    lost_release_response(true, "lost_release_response_with_sdk_retries").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_release_response_without_sdk_retries() {
+    lost_release_response(false, "lost_release_response_without_sdk_retries").await;
+}

@@ -67,6 +67,33 @@ impl Engine {
         out
     }
 
+    /// A conditional write whose stored record the caller does not need
+    /// ([`LockBackend::write_no_return`](crate::LockBackend::write_no_return)),
+    /// given up at `deadline` (then of unknown outcome).
+    pub(crate) async fn write_no_return_by(
+        &self,
+        request: WriteRequest,
+        deadline: Instant,
+    ) -> Result<(), WriteError> {
+        let name = request.key.clone();
+        let out = match self
+            .within(deadline, self.backend.write_no_return(request))
+            .await
+        {
+            Some(out) => out,
+            None => Err(self
+                .no_answer(BackendErrorKind::OutcomeUnknown, "write", &name)
+                .into()),
+        };
+        if let Err(WriteError::ConditionFailed {
+            current: Some(record),
+        }) = &out
+        {
+            self.observe_token(record);
+        }
+        out
+    }
+
     /// A write of the wait queue, given up at `deadline` (then of unknown
     /// outcome).
     pub(crate) async fn write_queue_by(

@@ -184,7 +184,7 @@ impl Releasing<'_> {
             };
             let out = engine.grant_request(name, condition, first, &live);
             self.grants.push(out.version, out.sent);
-            engine.write_by(out.request, by).await?;
+            engine.write_no_return_by(out.request, by).await?;
             return Ok(Outcome::Granted(Some(first.clone())));
         }
         // The queue to store (under a new revision), when a stale entry of
@@ -212,7 +212,8 @@ impl Releasing<'_> {
                     clean,
                 );
                 self.mine.push(out.version, out.sent);
-                engine.write_by(out.request, by).await?;
+                // The record written is not needed back: ask for none.
+                engine.write_no_return_by(out.request, by).await?;
                 Ok(Outcome::Released)
             }
             (None, ReleaseMode::Delete) => {

@@ -106,3 +106,42 @@ pub(super) async fn conflict_returns_current(ctx: &Ctx) -> Result<(), String> {
         )),
     }
 }
+
+/// `write_no_return` is `write` without the record back: it applies on its
+/// condition and stores exactly what `write` would (read back), and a
+/// failed condition writes nothing and returns the stored record where the
+/// backend returns one on a conflict.
+pub(super) async fn write_no_return_is_write(ctx: &Ctx) -> Result<(), String> {
+    let key = ctx.key("no-return");
+    let held = must_write(ctx, request(&key, Condition::Absent, next())).await?;
+    let mut release = update(&key, &held, TokenUpdate::Keep);
+    release.released = true;
+    let expected = release.record_over(Some(&held));
+    ctx.backend
+        .write_no_return(release.clone())
+        .await
+        .map_err(|e| format!("write_no_return of a release should apply but failed: {e}"))?;
+    must_read(ctx, &key, &expected, "the record write_no_return stored").await?;
+    // The same request again: its condition (the held version) no longer holds.
+    let mut stale = release;
+    stale.version = Version::random();
+    match ctx.backend.write_no_return(stale).await {
+        Err(WriteError::ConditionFailed { current }) => {
+            let returns = ctx.backend.capabilities().returns_current_on_conflict;
+            ensure!(
+                !returns || current.as_ref() == Some(&expected),
+                "a failed write_no_return returned {current:?}, expected the stored {expected:?}"
+            );
+        }
+        other => return Err(format!(
+            "write_no_return over a changed version returned {other:?}, expected ConditionFailed"
+        )),
+    }
+    must_read(
+        ctx,
+        &key,
+        &expected,
+        "the record after a failed write_no_return",
+    )
+    .await
+}

@@ -44,7 +44,7 @@ mod transactions;
 use concurrency::{concurrent_cas_has_one_winner, race_counter_is_exact};
 use conditions::{
     absent_fails_when_present, conditional_delete, conflict_returns_current, create_when_absent,
-    vacant_semantics, version_condition,
+    vacant_semantics, version_condition, write_no_return_is_write,
 };
 use ctx::Ctx;
 use fencing::fencing_tokens_strictly_increase;
@@ -116,6 +116,7 @@ fn cases() -> Vec<Case> {
         case!(token_arithmetic),
         case!(fields_round_trip),
         case!(conditional_delete),
+        case!(write_no_return_is_write),
         case!(conflict_returns_current, needs_current),
         case!(long_and_unicode_keys),
         case!(concurrent_cas_has_one_winner),
