@@ -10,19 +10,26 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Collects `#name` and `:value` placeholders for one request.
+///
+/// A request has a dozen of each at most, so they are kept in small
+/// vectors (a linear scan finds one) and become the SDK's maps only when
+/// the request is built: building the expressions of a write costs a few
+/// allocations per placeholder and no hashing until then.
 #[derive(Debug)]
 pub(crate) struct Placeholders {
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+    /// `(placeholder, attribute name)`.
+    names: Vec<(String, String)>,
+    /// `(placeholder, value)`.
+    values: Vec<(String, AttributeValue)>,
 }
 
 impl Default for Placeholders {
     /// Room for a protocol write's placeholders (at most 14 names and 16
-    /// values), so building one does not grow the maps.
+    /// values), so building one does not grow the vectors.
     fn default() -> Self {
         Placeholders {
-            names: HashMap::with_capacity(16),
-            values: HashMap::with_capacity(16),
+            names: Vec::with_capacity(16),
+            values: Vec::with_capacity(16),
         }
     }
 }
@@ -33,7 +40,7 @@ impl Placeholders {
     /// `#nN` (a table layout may name attributes `lynk-token` or `a.b`,
     /// which a placeholder cannot spell). One attribute, one placeholder.
     pub(crate) fn name(&mut self, attr: &str) -> String {
-        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| *a == attr) {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| a == attr) {
             return placeholder.clone();
         }
         let plain = !attr.is_empty() && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -41,36 +48,52 @@ impl Placeholders {
         placeholder.push('#');
         placeholder.push_str(attr);
         let mut i = 0;
-        while !plain || self.names.contains_key(&placeholder) {
+        while !plain || self.has_name(&placeholder) {
             placeholder = format!("#n{i}");
-            if !self.names.contains_key(&placeholder) {
+            if !self.has_name(&placeholder) {
                 break;
             }
             i += 1;
         }
-        self.names.insert(placeholder.clone(), attr.to_owned());
+        self.names.push((placeholder.clone(), attr.to_owned()));
         placeholder
     }
 
+    fn has_name(&self, placeholder: &str) -> bool {
+        self.names.iter().any(|(p, _)| p == placeholder)
+    }
+
     /// The placeholder `:label` for `value`, registering it. Using one label
-    /// twice with the same value is fine.
+    /// twice is fine: the later value replaces the earlier (the protocol
+    /// only ever repeats a label with the same value).
     pub(crate) fn value(&mut self, label: &str, value: AttributeValue) -> String {
         let mut placeholder = String::with_capacity(label.len() + 1);
         placeholder.push(':');
         placeholder.push_str(label);
-        self.values.insert(placeholder.clone(), value);
+        match self.values.iter_mut().find(|(p, _)| *p == placeholder) {
+            Some((_, v)) => *v = value,
+            None => self.values.push((placeholder.clone(), value)),
+        }
         placeholder
     }
 
-    /// Takes the names map out (leaving it empty), or `None` if it is empty
-    /// (the API rejects an empty map). Moved, not copied: a request's
-    /// placeholders are sent once.
-    pub(crate) fn take_names(&mut self) -> Option<HashMap<String, String>> {
-        (!self.names.is_empty()).then(|| std::mem::take(&mut self.names))
+    /// `#attr = :label`, registering both.
+    pub(crate) fn assign(&mut self, attr: &str, label: &str, value: AttributeValue) -> String {
+        let mut text = self.name(attr);
+        text.push_str(" = ");
+        text.push_str(&self.value(label, value));
+        text
     }
 
-    /// Takes the values map out, as [`take_names`](Placeholders::take_names).
+    /// Takes the names out as the SDK's map (leaving none), or `None` if
+    /// there are none (the API rejects an empty map). Moved, not copied: a
+    /// request's placeholders are sent once.
+    pub(crate) fn take_names(&mut self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.drain(..).collect())
+    }
+
+    /// Takes the values out, as [`take_names`](Placeholders::take_names).
     pub(crate) fn take_values(&mut self) -> Option<HashMap<String, AttributeValue>> {
-        (!self.values.is_empty()).then(|| std::mem::take(&mut self.values))
+        (!self.values.is_empty()).then(|| self.values.drain(..).collect())
     }
 }

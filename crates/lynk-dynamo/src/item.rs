@@ -338,7 +338,7 @@ pub(crate) struct Expressions {
 
 /// `#attr = :label`, registering both.
 fn assign(p: &mut Placeholders, attr: &str, label: &str, value: AttributeValue) -> String {
-    format!("{} = {}", p.name(attr), p.value(label, value))
+    p.assign(attr, label, value)
 }
 
 /// The `UpdateItem` expressions of a protocol write (acquire, takeover,
@@ -457,14 +457,24 @@ pub(crate) fn write_expressions(
 
 /// `SET a, b REMOVE c, d`, leaving out an empty clause.
 fn update_text(set: &[String], remove: &[String]) -> String {
-    let mut clauses = Vec::new();
-    if !set.is_empty() {
-        clauses.push(format!("SET {}", set.join(", ")));
+    let len: usize = set.iter().chain(remove).map(|c| c.len() + 2).sum();
+    let mut text = String::with_capacity(len + 12);
+    for (keyword, items) in [("SET ", set), ("REMOVE ", remove)] {
+        if items.is_empty() {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(keyword);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(item);
+        }
     }
-    if !remove.is_empty() {
-        clauses.push(format!("REMOVE {}", remove.join(", ")));
-    }
-    clauses.join(" ")
+    text
 }
 
 /// Stores `queue`: `waitQueue` (removed when empty, which reads back as an
@@ -803,6 +813,95 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The exact texts of an uncontended acquire and release, as lynk has
+    /// always sent them (captured from the SDK before the placeholders
+    /// were rebuilt for speed): a change here is a change of the protocol.
+    #[test]
+    fn acquire_and_release_texts_are_stable() {
+        let mut request = WriteRequest {
+            key: "L".into(),
+            condition: Condition::Vacant,
+            version: Version::random(),
+            lease_duration: Duration::from_secs(20),
+            host: "h".into(),
+            token: TokenUpdate::Next { initial: 7 },
+            payload: None,
+            released: false,
+            queue: QueueUpdate::Keep,
+            granted_to: None,
+            holder_detail: Some("pid 1".into()),
+        };
+        let mut acquire = write_expressions(&TableLayout::default(), &request, 1);
+        assert_eq!(
+            acquire.update.as_deref(),
+            Some("SET #versionNumber = :version, #leaseDuration = :lease, #hostIdentifier = :host, #expiresAt = :expires, #fencingToken = if_not_exists(#fencingToken, :base) + :one, #holderDetail = :holderDetail REMOVE #payload, #released, #grantedTo")
+        );
+        assert_eq!(
+            acquire.condition,
+            "attribute_not_exists(#lockKey) OR (#released = :true AND attribute_type(#versionNumber, :typeS) AND attribute_type(#leaseDuration, :typeN))"
+        );
+        let values = acquire.placeholders.take_values().unwrap();
+        assert_eq!(values.len(), 10, "{values:?}");
+        assert_eq!(values[":base"], AttributeValue::N("6".into()));
+        assert_eq!(values[":typeN"], AttributeValue::S("N".into()));
+        assert_eq!(acquire.placeholders.take_names().unwrap().len(), 10);
+
+        request.condition = Condition::QueueIs {
+            version: Version::from_string("v"),
+            revision: None,
+        };
+        request.token = TokenUpdate::Keep;
+        request.released = true;
+        let mut release = write_expressions(&TableLayout::default(), &request, 1);
+        assert_eq!(
+            release.update.as_deref(),
+            Some("SET #versionNumber = :version, #leaseDuration = :lease, #hostIdentifier = :host, #expiresAt = :expires, #released = :true, #holderDetail = :holderDetail REMOVE #payload, #grantedTo")
+        );
+        assert_eq!(
+            release.condition,
+            "#versionNumber = :expected AND attribute_not_exists(#queueRevision)"
+        );
+        let names = release.placeholders.take_names().unwrap();
+        assert_eq!(names["#queueRevision"], "queueRevision");
+        assert_eq!(names.len(), 9);
+        assert_eq!(release.placeholders.take_values().unwrap().len(), 7);
+        assert_eq!(release.placeholders.take_names(), None, "taken once");
+    }
+
+    #[test]
+    fn update_text_leaves_out_empty_clauses() {
+        let (a, b) = (
+            vec!["#a = :a".to_owned()],
+            vec!["#b".to_owned(), "#c".to_owned()],
+        );
+        assert_eq!(update_text(&a, &b), "SET #a = :a REMOVE #b, #c");
+        assert_eq!(update_text(&a, &[]), "SET #a = :a");
+        assert_eq!(update_text(&[], &b), "REMOVE #b, #c");
+        assert_eq!(update_text(&[], &[]), "");
+    }
+
+    #[test]
+    fn placeholders_of_awkward_names_do_not_collide() {
+        let mut p = Placeholders::default();
+        assert_eq!(p.name("a-b"), "#n0");
+        assert_eq!(p.name("a.b"), "#n1");
+        assert_eq!(
+            p.name("n0"),
+            "#n2",
+            "a plain name whose placeholder is taken"
+        );
+        assert_eq!(p.name("a-b"), "#n0", "one attribute, one placeholder");
+        assert_eq!(p.value("v", AttributeValue::S("1".into())), ":v");
+        assert_eq!(p.value("v", AttributeValue::S("2".into())), ":v");
+        let values = p.take_values().unwrap();
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[":v"], AttributeValue::S("2".into()));
+        let names = p.take_names().unwrap();
+        assert_eq!(names.len(), 3);
+        assert_eq!(names["#n0"], "a-b");
+        assert_eq!(names["#n2"], "n0");
     }
 
     #[test]
