@@ -17,7 +17,7 @@ use lynk_core::{
     SystemClock, Version, WriteError, WriteRequest,
 };
 
-use crate::classify::{backend_error, write_error, Attempts, Effect};
+use crate::classify::{backend_error, write_error, AttemptCounter, Attempts, Effect};
 use crate::item::{
     delete_condition, queue_expressions, record_from_item, write_expressions, Expressions,
 };
@@ -132,7 +132,10 @@ impl DynamoBackendBuilder {
     }
 
     /// Uses an existing SDK client; region, endpoint, profile and timeouts are
-    /// then ignored (the client's own apply).
+    /// then ignored (the client's own apply). The backend keeps a copy of it
+    /// with one interceptor added (which counts the attempts of lynk's
+    /// writes, to tell a write that was never sent from one that may have
+    /// applied); the copy shares the client's connection pool.
     pub fn client(mut self, client: aws_sdk_dynamodb::Client) -> Self {
         self.client = Some(client);
         self
@@ -205,7 +208,7 @@ impl DynamoBackendBuilder {
     fn finish(self, client: aws_sdk_dynamodb::Client) -> DynamoBackend {
         DynamoBackend {
             inner: Arc::new(Inner {
-                client,
+                client: AttemptCounter::add_to(client),
                 table: self.table,
                 clock: self.clock,
                 retention: self.retention,
@@ -320,7 +323,7 @@ impl DynamoBackend {
     ) -> Result<Option<LockRecord>, WriteError> {
         let key = self.key(key)?;
         let attempts = Attempts::default();
-        let result = self
+        let send = self
             .inner
             .client
             .update_item()
@@ -336,10 +339,8 @@ impl DynamoBackend {
                 ReturnValue::None
             })
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
+            .send();
+        let result = attempts.count(send).await;
         match result {
             Ok(_) if !want_record => Ok(None),
             Ok(out) => match out.attributes() {
@@ -447,7 +448,7 @@ impl LockBackend for DynamoBackend {
         let mut expr = delete_condition(&self.inner.layout, expected);
         let key = self.key(key)?;
         let attempts = Attempts::default();
-        let result = self
+        let send = self
             .inner
             .client
             .delete_item()
@@ -457,10 +458,8 @@ impl LockBackend for DynamoBackend {
             .set_expression_attribute_names(expr.placeholders.take_names())
             .set_expression_attribute_values(expr.placeholders.take_values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
+            .send();
+        let result = attempts.count(send).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
@@ -503,16 +502,14 @@ impl LockBackend for DynamoBackend {
         // retry of an applied one with success.
         let token = requests.first().map(|r| r.version.as_str().to_owned());
         let attempts = Attempts::default();
-        let result = self
+        let send = self
             .inner
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .set_client_request_token(token)
-            .customize()
-            .interceptor(attempts.clone())
-            .send()
-            .await;
+            .send();
+        let result = attempts.count(send).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {

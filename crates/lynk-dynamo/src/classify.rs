@@ -2,6 +2,7 @@
 //! know: was anything written, will retrying help, and what to do.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -247,8 +248,9 @@ pub(crate) fn fix_schema(table: &str) -> String {
 }
 
 /// Counts the attempts of one request (the SDK's retries included) that
-/// were sent: that reached the transport and did not fail to connect. Add it
-/// with `.customize().interceptor(..)`.
+/// were sent: that reached the transport and did not fail to connect. Send
+/// the request inside [`Attempts::count`], on a client that carries the
+/// [`AttemptCounter`] interceptor (every [`DynamoBackend`](crate::DynamoBackend)'s does).
 ///
 /// The error of a failed request is the last attempt's: a write whose last
 /// attempt could not even connect may still have been applied by an earlier
@@ -264,17 +266,53 @@ struct AttemptState {
     sent: AtomicU32,
 }
 
+tokio::task_local! {
+    /// The attempts of the request this task is sending, while it is sent
+    /// inside [`Attempts::count`].
+    static COUNTING: Attempts;
+}
+
 impl Attempts {
     /// Attempts that were (or may have been) sent, including one still in
     /// flight when the operation timed out.
     pub(crate) fn sent(&self) -> u32 {
         self.0.sent.load(Ordering::Relaxed) + u32::from(self.0.transmitting.load(Ordering::Relaxed))
     }
+
+    /// Runs `send` (one SDK request's future) with its attempts counted
+    /// here by the client's [`AttemptCounter`].
+    ///
+    /// Counting at the client, not per request with
+    /// `.customize().interceptor(..)`, saves the configuration layer a
+    /// customized request adds, which every configuration look-up of the
+    /// request then walks (measured: about 14K instructions a request).
+    pub(crate) async fn count<F: Future>(&self, send: F) -> F::Output {
+        COUNTING.scope(self.clone(), Box::pin(send)).await
+    }
 }
 
-impl Intercept for Attempts {
+/// The client-level interceptor behind [`Attempts`]: it counts the attempts
+/// of requests sent inside [`Attempts::count`] and leaves every other
+/// request alone.
+#[derive(Debug)]
+pub(crate) struct AttemptCounter;
+
+impl AttemptCounter {
+    /// `client` with this interceptor added (same configuration, HTTP
+    /// client and connection pool; the interceptors it has are kept).
+    pub(crate) fn add_to(client: aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(AttemptCounter)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+}
+
+impl Intercept for AttemptCounter {
     fn name(&self) -> &'static str {
-        "lynk::Attempts"
+        "lynk::AttemptCounter"
     }
 
     fn read_before_transmit(
@@ -283,7 +321,7 @@ impl Intercept for Attempts {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.transmitting.store(true, Ordering::Relaxed);
+        let _ = COUNTING.try_with(|a| a.0.transmitting.store(true, Ordering::Relaxed));
         Ok(())
     }
 
@@ -293,17 +331,19 @@ impl Intercept for Attempts {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if self.0.transmitting.swap(false, Ordering::Relaxed) {
-            let not_sent = matches!(
-                context.output_or_error(),
-                Some(Err(e)) if e
-                    .as_connector_error()
-                    .is_some_and(|c| c.is_user() || request_not_sent(c))
-            );
-            if !not_sent {
-                self.0.sent.fetch_add(1, Ordering::Relaxed);
+        let _ = COUNTING.try_with(|a| {
+            if a.0.transmitting.swap(false, Ordering::Relaxed) {
+                let not_sent = matches!(
+                    context.output_or_error(),
+                    Some(Err(e)) if e
+                        .as_connector_error()
+                        .is_some_and(|c| c.is_user() || request_not_sent(c))
+                );
+                if !not_sent {
+                    a.0.sent.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        }
+        });
         Ok(())
     }
 }

@@ -9,18 +9,21 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-/// Collects `#name` and `:value` placeholders for one request.
+/// Collects `#name` and `:value` placeholders for one request, writing
+/// them into the expression texts as it goes.
 ///
 /// A request has a dozen of each at most, so they are kept in small
 /// vectors (a linear scan finds one) and become the SDK's maps only when
-/// the request is built: building the expressions of a write costs a few
-/// allocations per placeholder and no hashing until then.
+/// the request is built. Texts are written into one buffer each
+/// ([`put_name`](Placeholders::put_name), [`put_value`](Placeholders::put_value)):
+/// building a write's expressions allocates once per distinct name and
+/// per value, and formats nothing.
 #[derive(Debug)]
 pub(crate) struct Placeholders {
     /// `(placeholder, attribute name)`.
     names: Vec<(String, String)>,
-    /// `(placeholder, value)`.
-    values: Vec<(String, AttributeValue)>,
+    /// `(label, value)`; the placeholder is `:label`.
+    values: Vec<(&'static str, AttributeValue)>,
 }
 
 impl Default for Placeholders {
@@ -35,13 +38,15 @@ impl Default for Placeholders {
 }
 
 impl Placeholders {
-    /// The placeholder for attribute `attr`, registering it: `#attr` when
-    /// the name is letters, digits and `_` (every default name), else
-    /// `#nN` (a table layout may name attributes `lynk-token` or `a.b`,
-    /// which a placeholder cannot spell). One attribute, one placeholder.
-    pub(crate) fn name(&mut self, attr: &str) -> String {
+    /// Writes the placeholder for attribute `attr` into `out`, registering
+    /// it: `#attr` when the name is letters, digits and `_` (every default
+    /// name), else `#nN` (a table layout may name attributes `lynk-token` or
+    /// `a.b`, which a placeholder cannot spell). One attribute, one
+    /// placeholder.
+    pub(crate) fn put_name(&mut self, out: &mut String, attr: &str) {
         if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| a == attr) {
-            return placeholder.clone();
+            out.push_str(placeholder);
+            return;
         }
         let plain = !attr.is_empty() && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let mut placeholder = String::with_capacity(attr.len() + 1);
@@ -55,34 +60,58 @@ impl Placeholders {
             }
             i += 1;
         }
-        self.names.push((placeholder.clone(), attr.to_owned()));
-        placeholder
+        out.push_str(&placeholder);
+        self.names.push((placeholder, attr.to_owned()));
     }
 
     fn has_name(&self, placeholder: &str) -> bool {
         self.names.iter().any(|(p, _)| p == placeholder)
     }
 
-    /// The placeholder `:label` for `value`, registering it. Using one label
-    /// twice is fine: the later value replaces the earlier (the protocol
-    /// only ever repeats a label with the same value).
-    pub(crate) fn value(&mut self, label: &str, value: AttributeValue) -> String {
-        let mut placeholder = String::with_capacity(label.len() + 1);
-        placeholder.push(':');
-        placeholder.push_str(label);
-        match self.values.iter_mut().find(|(p, _)| *p == placeholder) {
+    /// Writes the placeholder `:label` for `value` into `out`, registering
+    /// it. Using one label twice is fine: the later value replaces the
+    /// earlier (the protocol only ever repeats a label with the same value).
+    pub(crate) fn put_value(
+        &mut self,
+        out: &mut String,
+        label: &'static str,
+        value: AttributeValue,
+    ) {
+        out.push(':');
+        out.push_str(label);
+        match self.values.iter_mut().find(|(l, _)| *l == label) {
             Some((_, v)) => *v = value,
-            None => self.values.push((placeholder.clone(), value)),
+            None => self.values.push((label, value)),
         }
-        placeholder
     }
 
-    /// `#attr = :label`, registering both.
-    pub(crate) fn assign(&mut self, attr: &str, label: &str, value: AttributeValue) -> String {
-        let mut text = self.name(attr);
-        text.push_str(" = ");
-        text.push_str(&self.value(label, value));
-        text
+    /// Writes `#attr = :label` into `out`, registering both.
+    pub(crate) fn put_assign(
+        &mut self,
+        out: &mut String,
+        attr: &str,
+        label: &'static str,
+        value: AttributeValue,
+    ) {
+        self.put_name(out, attr);
+        out.push_str(" = ");
+        self.put_value(out, label, value);
+    }
+
+    /// The placeholder for attribute `attr`, registering it (as
+    /// [`put_name`](Placeholders::put_name)).
+    pub(crate) fn name(&mut self, attr: &str) -> String {
+        let mut out = String::new();
+        self.put_name(&mut out, attr);
+        out
+    }
+
+    /// The placeholder `:label` for `value`, registering it (as
+    /// [`put_value`](Placeholders::put_value)).
+    pub(crate) fn value(&mut self, label: &'static str, value: AttributeValue) -> String {
+        let mut out = String::new();
+        self.put_value(&mut out, label, value);
+        out
     }
 
     /// Takes the names out as the SDK's map (leaving none), or `None` if
@@ -94,6 +123,62 @@ impl Placeholders {
 
     /// Takes the values out, as [`take_names`](Placeholders::take_names).
     pub(crate) fn take_values(&mut self) -> Option<HashMap<String, AttributeValue>> {
-        (!self.values.is_empty()).then(|| self.values.drain(..).collect())
+        (!self.values.is_empty()).then(|| {
+            self.values
+                .drain(..)
+                .map(|(label, v)| {
+                    let mut placeholder = String::with_capacity(label.len() + 1);
+                    placeholder.push(':');
+                    placeholder.push_str(label);
+                    (placeholder, v)
+                })
+                .collect()
+        })
+    }
+}
+
+/// An update expression being written: `SET a, b REMOVE c, d`, leaving out
+/// an empty clause.
+#[derive(Debug, Default)]
+pub(crate) struct UpdateText {
+    set: String,
+    remove: String,
+}
+
+impl UpdateText {
+    /// The buffer to write the next `SET` action into.
+    pub(crate) fn set(&mut self) -> &mut String {
+        Self::next(&mut self.set, 256)
+    }
+
+    /// The buffer to write the next `REMOVE` action into.
+    pub(crate) fn remove(&mut self) -> &mut String {
+        Self::next(&mut self.remove, 96)
+    }
+
+    fn next(clause: &mut String, room: usize) -> &mut String {
+        if clause.is_empty() {
+            clause.reserve(room);
+        } else {
+            clause.push_str(", ");
+        }
+        clause
+    }
+
+    /// The whole expression.
+    pub(crate) fn finish(self) -> String {
+        let mut text = String::with_capacity(self.set.len() + self.remove.len() + 12);
+        if !self.set.is_empty() {
+            text.push_str("SET ");
+            text.push_str(&self.set);
+        }
+        if !self.remove.is_empty() {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str("REMOVE ");
+            text.push_str(&self.remove);
+        }
+        text
     }
 }

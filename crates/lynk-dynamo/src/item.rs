@@ -45,7 +45,7 @@ use lynk_core::{
     Version, WaitQueue, WriteRequest,
 };
 
-use crate::expression::Placeholders;
+use crate::expression::{Placeholders, UpdateText};
 use crate::layout::{LynkAttribute as A, TableLayout};
 
 /// The hash key attribute of the default layout: the lock name.
@@ -336,11 +336,6 @@ pub(crate) struct Expressions {
     pub(crate) placeholders: Placeholders,
 }
 
-/// `#attr = :label`, registering both.
-fn assign(p: &mut Placeholders, attr: &str, label: &str, value: AttributeValue) -> String {
-    p.assign(attr, label, value)
-}
-
 /// The `UpdateItem` expressions of a protocol write (acquire, takeover,
 /// heartbeat, handover, release): `request`'s condition, and an update that
 /// writes its record with the TTL attribute set to `expires_at`.
@@ -359,150 +354,116 @@ pub(crate) fn write_expressions(
         A::ALL.map(|a| layout.attribute_name(a));
     let mut p = Placeholders::default();
     let pk = layout.partition_key_attribute();
-    let condition = match &request.condition {
-        Condition::Absent => format!("attribute_not_exists({})", p.name(pk)),
+    let mut condition = String::with_capacity(160);
+    let c = &mut condition;
+    match &request.condition {
+        Condition::Absent => attribute_not_exists(&mut p, c, pk),
         // A released record is taken only if it is a lock record as `record_from_item`
         // reads one (a string version, a number lease): a user's item that merely has
         // `released = true` and attributes of those names is never overwritten.
-        Condition::Vacant => format!(
-            "attribute_not_exists({}) OR ({} AND attribute_type({}, {}) AND attribute_type({}, {}))",
-            p.name(pk),
-            assign(&mut p, n_released, "true", AttributeValue::Bool(true)),
-            p.name(n_version),
-            p.value("typeS", AttributeValue::S("S".into())),
-            p.name(n_lease),
-            p.value("typeN", AttributeValue::S("N".into()))
-        ),
-        Condition::VersionIs(v) => version_is(layout, &mut p, v),
-        Condition::QueueIs { version, revision } => {
-            queue_is(layout, &mut p, version, revision.as_ref())
+        Condition::Vacant => {
+            attribute_not_exists(&mut p, c, pk);
+            c.push_str(" OR (");
+            p.put_assign(c, n_released, "true", AttributeValue::Bool(true));
+            c.push_str(" AND attribute_type(");
+            p.put_name(c, n_version);
+            c.push_str(", ");
+            p.put_value(c, "typeS", AttributeValue::S("S".into()));
+            c.push_str(") AND attribute_type(");
+            p.put_name(c, n_lease);
+            c.push_str(", ");
+            p.put_value(c, "typeN", AttributeValue::S("N".into()));
+            c.push_str("))");
         }
-    };
+        Condition::VersionIs(v) => version_is(layout, &mut p, c, v),
+        Condition::QueueIs { version, revision } => {
+            queue_is(layout, &mut p, c, version, revision.as_ref())
+        }
+    }
+    let mut u = UpdateText::default();
     let version = AttributeValue::S(request.version.as_str().to_owned());
+    p.put_assign(u.set(), n_version, "version", version);
     let lease = AttributeValue::N(format_lease(request.lease_duration));
-    let mut set = vec![
-        assign(&mut p, n_version, "version", version),
-        assign(&mut p, n_lease, "lease", lease),
-        assign(
-            &mut p,
-            n_host,
-            "host",
-            AttributeValue::S(request.host.clone()),
-        ),
-        assign(
-            &mut p,
-            n_expires,
-            "expires",
-            AttributeValue::N(expires_at.to_string()),
-        ),
-    ];
-    let mut remove = Vec::new();
+    p.put_assign(u.set(), n_lease, "lease", lease);
+    let host = AttributeValue::S(request.host.clone());
+    p.put_assign(u.set(), n_host, "host", host);
+    let expires = AttributeValue::N(expires_at.to_string());
+    p.put_assign(u.set(), n_expires, "expires", expires);
     if let TokenUpdate::Next { initial } = request.token {
-        // stored + 1 if a token exists, else exactly `initial`.
+        // stored + 1 if a token exists, else exactly `initial`:
+        // `#t = if_not_exists(#t, :base) + :one`.
         let base = i128::from(initial) - 1;
-        let t = p.name(n_token);
-        set.push(format!(
-            "{t} = if_not_exists({t}, {}) + {}",
-            p.value("base", AttributeValue::N(base.to_string())),
-            p.value("one", AttributeValue::N("1".into()))
-        ));
+        let out = u.set();
+        p.put_name(out, n_token);
+        out.push_str(" = if_not_exists(");
+        p.put_name(out, n_token);
+        out.push_str(", ");
+        p.put_value(out, "base", AttributeValue::N(base.to_string()));
+        out.push_str(") + ");
+        p.put_value(out, "one", AttributeValue::N("1".into()));
     }
     match &request.payload {
-        Some(b) => set.push(assign(
-            &mut p,
-            n_payload,
-            "payload",
-            AttributeValue::B(Blob::new(b.to_vec())),
-        )),
-        None => remove.push(p.name(n_payload)),
+        Some(b) => {
+            let payload = AttributeValue::B(Blob::new(b.to_vec()));
+            p.put_assign(u.set(), n_payload, "payload", payload);
+        }
+        None => p.put_name(u.remove(), n_payload),
     }
     if request.released {
-        set.push(assign(
-            &mut p,
-            n_released,
-            "true",
-            AttributeValue::Bool(true),
-        ));
+        p.put_assign(u.set(), n_released, "true", AttributeValue::Bool(true));
     } else {
-        remove.push(p.name(n_released));
+        p.put_name(u.remove(), n_released);
     }
     match &request.queue {
         QueueUpdate::Keep => {}
-        QueueUpdate::Set(queue) => set_queue(layout, &mut p, queue, &mut set, &mut remove),
+        QueueUpdate::Set(queue) => set_queue(layout, &mut p, queue, &mut u),
     }
     match &request.granted_to {
-        Some(id) => set.push(assign(
-            &mut p,
-            n_granted,
-            "grantedTo",
-            AttributeValue::S(id.clone()),
-        )),
-        None => remove.push(p.name(n_granted)),
+        Some(id) => {
+            let id = AttributeValue::S(id.clone());
+            p.put_assign(u.set(), n_granted, "grantedTo", id);
+        }
+        None => p.put_name(u.remove(), n_granted),
     }
     match &request.holder_detail {
-        Some(detail) => set.push(assign(
-            &mut p,
-            n_detail,
-            "holderDetail",
-            AttributeValue::S(detail.clone()),
-        )),
-        None => remove.push(p.name(n_detail)),
+        Some(detail) => {
+            let detail = AttributeValue::S(detail.clone());
+            p.put_assign(u.set(), n_detail, "holderDetail", detail);
+        }
+        None => p.put_name(u.remove(), n_detail),
     }
     Expressions {
-        update: Some(update_text(&set, &remove)),
+        update: Some(u.finish()),
         condition,
         placeholders: p,
     }
 }
 
-/// `SET a, b REMOVE c, d`, leaving out an empty clause.
-fn update_text(set: &[String], remove: &[String]) -> String {
-    let len: usize = set.iter().chain(remove).map(|c| c.len() + 2).sum();
-    let mut text = String::with_capacity(len + 12);
-    for (keyword, items) in [("SET ", set), ("REMOVE ", remove)] {
-        if items.is_empty() {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push(' ');
-        }
-        text.push_str(keyword);
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push_str(item);
-        }
-    }
-    text
+/// Writes `attribute_not_exists(#attr)`.
+fn attribute_not_exists(p: &mut Placeholders, out: &mut String, attr: &str) {
+    out.push_str("attribute_not_exists(");
+    p.put_name(out, attr);
+    out.push(')');
 }
 
 /// Stores `queue`: `waitQueue` (removed when empty, which reads back as an
 /// empty queue) and `queueRevision` (removed when `None`).
-fn set_queue(
-    layout: &TableLayout,
-    p: &mut Placeholders,
-    queue: &WaitQueue,
-    set: &mut Vec<String>,
-    remove: &mut Vec<String>,
-) {
+fn set_queue(layout: &TableLayout, p: &mut Placeholders, queue: &WaitQueue, u: &mut UpdateText) {
     let (n_queue, n_revision) = (
         layout.attribute_name(A::WaitQueue),
         layout.attribute_name(A::QueueRevision),
     );
     if queue.entries.is_empty() {
-        remove.push(p.name(n_queue));
+        p.put_name(u.remove(), n_queue);
     } else {
-        set.push(assign(p, n_queue, "queue", queue_value(&queue.entries)));
+        p.put_assign(u.set(), n_queue, "queue", queue_value(&queue.entries));
     }
     match &queue.revision {
-        Some(r) => set.push(assign(
-            p,
-            n_revision,
-            "revision",
-            AttributeValue::S(r.as_str().to_owned()),
-        )),
-        None => remove.push(p.name(n_revision)),
+        Some(r) => {
+            let r = AttributeValue::S(r.as_str().to_owned());
+            p.put_assign(u.set(), n_revision, "revision", r);
+        }
+        None => p.put_name(u.remove(), n_revision),
     }
 }
 
@@ -512,53 +473,55 @@ fn set_queue(
 /// not even the TTL attribute, changes).
 pub(crate) fn queue_expressions(layout: &TableLayout, request: &QueueRequest) -> Expressions {
     let mut p = Placeholders::default();
-    let condition = queue_is(layout, &mut p, &request.version, request.revision.as_ref());
-    let (mut set, mut remove) = (Vec::new(), Vec::new());
-    set_queue(layout, &mut p, &request.queue, &mut set, &mut remove);
+    let mut condition = String::new();
+    let revision = request.revision.as_ref();
+    queue_is(layout, &mut p, &mut condition, &request.version, revision);
+    let mut u = UpdateText::default();
+    set_queue(layout, &mut p, &request.queue, &mut u);
     Expressions {
-        update: Some(update_text(&set, &remove)),
+        update: Some(u.finish()),
         condition,
         placeholders: p,
     }
 }
 
-/// `versionNumber = :expected AND queueRevision = :expectedRevision`, or
-/// `... AND attribute_not_exists(queueRevision)` when `revision` is `None`.
+/// Writes `versionNumber = :expected AND queueRevision = :expectedRevision`,
+/// or `... AND attribute_not_exists(queueRevision)` when `revision` is `None`.
 fn queue_is(
     layout: &TableLayout,
     p: &mut Placeholders,
+    out: &mut String,
     version: &Version,
     revision: Option<&Version>,
-) -> String {
+) {
     let n_revision = layout.attribute_name(A::QueueRevision);
-    let version = version_is(layout, p, version);
-    let revision = match revision {
-        Some(r) => assign(
-            p,
-            n_revision,
-            "expectedRevision",
-            AttributeValue::S(r.as_str().to_owned()),
-        ),
-        None => format!("attribute_not_exists({})", p.name(n_revision)),
-    };
-    format!("{version} AND {revision}")
+    version_is(layout, p, out, version);
+    out.push_str(" AND ");
+    match revision {
+        Some(r) => {
+            let r = AttributeValue::S(r.as_str().to_owned());
+            p.put_assign(out, n_revision, "expectedRevision", r);
+        }
+        None => attribute_not_exists(p, out, n_revision),
+    }
 }
 
-/// `versionNumber = :expected`.
-fn version_is(layout: &TableLayout, p: &mut Placeholders, expected: &Version) -> String {
+/// Writes `versionNumber = :expected`.
+fn version_is(layout: &TableLayout, p: &mut Placeholders, out: &mut String, expected: &Version) {
     let value = AttributeValue::S(expected.as_str().to_owned());
-    assign(
-        p,
+    p.put_assign(
+        out,
         layout.attribute_name(A::VersionNumber),
         "expected",
         value,
-    )
+    );
 }
 
 /// The condition of a conditional delete: the record is still at `expected`.
 pub(crate) fn delete_condition(layout: &TableLayout, expected: &Version) -> Expressions {
     let mut p = Placeholders::default();
-    let condition = version_is(layout, &mut p, expected);
+    let mut condition = String::new();
+    version_is(layout, &mut p, &mut condition, expected);
     Expressions {
         update: None,
         condition,
@@ -570,17 +533,16 @@ pub(crate) fn delete_condition(layout: &TableLayout, expected: &Version) -> Expr
 /// released (`fencingToken = :token AND attribute_not_exists(released)`).
 pub(crate) fn fence_condition(layout: &TableLayout, token: FencingToken) -> Expressions {
     let mut p = Placeholders::default();
+    let mut condition = String::new();
     let token = AttributeValue::N(token.get().to_string());
-    let condition = format!(
-        "{} AND attribute_not_exists({})",
-        assign(
-            &mut p,
-            layout.attribute_name(A::FencingToken),
-            "token",
-            token
-        ),
-        p.name(layout.attribute_name(A::Released))
+    p.put_assign(
+        &mut condition,
+        layout.attribute_name(A::FencingToken),
+        "token",
+        token,
     );
+    condition.push_str(" AND ");
+    attribute_not_exists(&mut p, &mut condition, layout.attribute_name(A::Released));
     Expressions {
         update: None,
         condition,
@@ -872,14 +834,21 @@ mod tests {
 
     #[test]
     fn update_text_leaves_out_empty_clauses() {
-        let (a, b) = (
-            vec!["#a = :a".to_owned()],
-            vec!["#b".to_owned(), "#c".to_owned()],
-        );
-        assert_eq!(update_text(&a, &b), "SET #a = :a REMOVE #b, #c");
-        assert_eq!(update_text(&a, &[]), "SET #a = :a");
-        assert_eq!(update_text(&[], &b), "REMOVE #b, #c");
-        assert_eq!(update_text(&[], &[]), "");
+        let text = |set: &[&str], remove: &[&str]| {
+            let mut u = UpdateText::default();
+            for a in set {
+                u.set().push_str(a);
+            }
+            for r in remove {
+                u.remove().push_str(r);
+            }
+            u.finish()
+        };
+        let (a, b) = (["#a = :a"], ["#b", "#c"]);
+        assert_eq!(text(&a, &b), "SET #a = :a REMOVE #b, #c");
+        assert_eq!(text(&a, &[]), "SET #a = :a");
+        assert_eq!(text(&[], &b), "REMOVE #b, #c");
+        assert_eq!(text(&[], &[]), "");
     }
 
     #[test]

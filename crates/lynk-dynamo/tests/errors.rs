@@ -225,6 +225,24 @@ async fn a_write_retried_after_a_timeout_is_unknown_even_if_the_last_attempt_was
         }
         other => panic!("{other:?}"),
     }
+    // A release (no record asked back), over a client given by the user.
+    let config = common::options(&silent_once_then_refusing().await)
+        .timeouts(timeouts)
+        .load_config()
+        .await
+        .unwrap();
+    let backend = DynamoBackend::builder("t")
+        .client(aws_sdk_dynamodb::Client::new(&config))
+        .build()
+        .await
+        .unwrap();
+    match backend.write_no_return(request()).await {
+        Err(WriteError::Backend(e)) => {
+            assert_eq!(e.kind(), BackendErrorKind::OutcomeUnknown, "{e}");
+            assert!(e.message().contains("an earlier one was"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A loopback endpoint that answers `DescribeTable` (an ACTIVE lock table)

@@ -133,9 +133,11 @@ pub(super) async fn write_no_return_is_write(ctx: &Ctx) -> Result<(), String> {
                 "a failed write_no_return returned {current:?}, expected the stored {expected:?}"
             );
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "write_no_return over a changed version returned {other:?}, expected ConditionFailed"
-        )),
+        ))
+        }
     }
     must_read(
         ctx,
