@@ -17,7 +17,9 @@ use lynk_core::{
     SystemClock, Version, WriteError, WriteRequest,
 };
 
-use crate::classify::{backend_error, write_error, AttemptCounter, Attempts, Effect};
+use crate::classify::{
+    backend_error, retried_conflict, write_error, AttemptCounter, Attempts, Effect,
+};
 use crate::item::{
     delete_condition, queue_expressions, record_from_item, write_expressions, Expressions,
 };
@@ -353,10 +355,18 @@ impl DynamoBackend {
                 // No item back means "not returned" (dynalite never returns
                 // it; DynamoDB returns none when the record is absent): the
                 // engine reads the record then.
+                // A retried write whose earlier attempt may have applied
+                // proves nothing by a failed condition (it may have failed
+                // over this write's own effect, changed since): unknown.
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
                     match self.stored(c.item())? {
                         Some(current) if own(&current) => Ok(Some(current)),
-                        current => Err(WriteError::ConditionFailed { current }),
+                        current => {
+                            match retried_conflict("UpdateItem", &self.inner.table, &attempts) {
+                                Some(unknown) => Err(unknown.into()),
+                                None => Err(WriteError::ConditionFailed { current }),
+                            }
+                        }
                     }
                 }
                 _ => Err(write_error(e, "UpdateItem", &self.inner.table, &attempts).into()),
@@ -465,7 +475,10 @@ impl LockBackend for DynamoBackend {
             Err(e) => match e.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(c)) => {
                     let current = self.stored(c.item())?;
-                    Err(WriteError::ConditionFailed { current })
+                    match retried_conflict("DeleteItem", &self.inner.table, &attempts) {
+                        Some(unknown) => Err(unknown.into()),
+                        None => Err(WriteError::ConditionFailed { current }),
+                    }
                 }
                 _ => Err(write_error(e, "DeleteItem", &self.inner.table, &attempts).into()),
             },

@@ -264,6 +264,10 @@ struct AttemptState {
     transmitting: AtomicBool,
     /// Attempts that reached the transport and did not fail to connect.
     sent: AtomicU32,
+    /// Sent attempts that may have applied: no answer, or an answer other
+    /// than a 4xx (which says the request was refused: a failed condition,
+    /// throttling, validation).
+    uncertain: AtomicU32,
 }
 
 tokio::task_local! {
@@ -277,6 +281,13 @@ impl Attempts {
     /// flight when the operation timed out.
     pub(crate) fn sent(&self) -> u32 {
         self.0.sent.load(Ordering::Relaxed) + u32::from(self.0.transmitting.load(Ordering::Relaxed))
+    }
+
+    /// Sent attempts that may have applied (see `AttemptState::uncertain`).
+    /// Read after the request ended: the last attempt's own answer is
+    /// counted too, so a failed condition's attempt is not among them.
+    pub(crate) fn uncertain(&self) -> u32 {
+        self.0.uncertain.load(Ordering::Relaxed)
     }
 
     /// Runs `send` (one SDK request's future) with its attempts counted
@@ -341,11 +352,37 @@ impl Intercept for AttemptCounter {
                 );
                 if !not_sent {
                     a.0.sent.fetch_add(1, Ordering::Relaxed);
+                    let refused = context
+                        .response()
+                        .is_some_and(|r| r.status().is_client_error());
+                    if !refused {
+                        a.0.uncertain.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
         Ok(())
     }
+}
+
+/// The error of a write whose condition failed on a retry after an earlier
+/// attempt was sent and may have applied: the condition may have failed
+/// over this very write's effect (and someone's after it), so nothing can be
+/// said of the outcome. `None` when no earlier attempt may have applied.
+pub(crate) fn retried_conflict(
+    operation: &'static str,
+    table: &str,
+    attempts: &Attempts,
+) -> Option<BackendError> {
+    (attempts.uncertain() > 0).then(|| {
+        BackendError::from(Error::OutcomeUnknown {
+            operation: operation.to_owned(),
+            table: table.to_owned(),
+            detail: format!(
+                "the SDK retried the {operation} and its condition failed, but an earlier attempt was sent and may have applied (the record may have changed since)"
+            ),
+        })
+    })
 }
 
 /// Classifies a failed write made with [`Attempts`] counting its attempts.

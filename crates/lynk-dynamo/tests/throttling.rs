@@ -118,3 +118,80 @@ async fn lost_signal_fires_in_time_when_every_write_is_throttled() {
     client.shutdown().await;
     admin.delete_table(&table, false, true).await.ok();
 }
+
+/// A write the SDK retried after a throttled attempt (a 400: refused, not
+/// applied) and whose retry then failed its condition did not apply: it is
+/// `ConditionFailed`, not "outcome unknown" (that is only for a retry after
+/// an attempt that may have applied; tests/review_no_return.rs). A server
+/// error (500) before the conflict, though, may have applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_after_throttled_attempts_is_a_plain_conflict() {
+    use lynk_core::{Condition, LockBackend, TokenUpdate, Version, WriteError, WriteRequest};
+    let Some(endpoint) =
+        Server::Moto.endpoint("a_conflict_after_throttled_attempts_is_a_plain_conflict")
+    else {
+        return;
+    };
+    let table = common::unique_table("throttle-conflict");
+    let admin = common::create_table(&endpoint, &table).await;
+    let proxy = FaultProxy::start(common::socket_addr(&endpoint), faults(0.5, 0.0))
+        .await
+        .unwrap();
+    let backend = common::backend(Server::Moto, &proxy.endpoint(), &table).await;
+    let conflicting = || WriteRequest {
+        key: "k".into(),
+        condition: Condition::VersionIs(Version::random()),
+        version: Version::random(),
+        lease_duration: Duration::from_secs(20),
+        host: "h".into(),
+        token: TokenUpdate::Keep,
+        payload: None,
+        released: true,
+        queue: Default::default(),
+        granted_to: None,
+        holder_detail: None,
+    };
+    let (mut conflicts, mut throttled) = (0, 0);
+    for i in 0..16 {
+        let result = if i % 2 == 0 {
+            backend.write(conflicting()).await.map(|_| ())
+        } else {
+            backend.write_no_return(conflicting()).await
+        };
+        match result {
+            Err(WriteError::ConditionFailed { .. }) => conflicts += 1,
+            Err(WriteError::Backend(e)) if e.kind() == BackendErrorKind::Throttled => throttled += 1,
+            other => panic!("write {i}: {other:?}; a conflict after throttled attempts must be a plain conflict"),
+        }
+    }
+    println!(
+        "{conflicts} conflicts, {throttled} throttled throughout, {} throttles injected",
+        proxy.injected()
+    );
+    assert!(conflicts >= 8, "too few writes got through to their conflict");
+    assert!(
+        proxy.injected() >= 4,
+        "too few throttles to have preceded a conflict"
+    );
+
+    // A server error may have applied: a conflict after one is unknown.
+    proxy.set_faults(ProxyFaults {
+        only: vec!["DynamoDB_20120810.UpdateItem".into()],
+        ..faults(0.0, 0.5)
+    });
+    let mut unknown = 0;
+    for i in 0..16 {
+        match backend.write(conflicting()).await {
+            Err(WriteError::ConditionFailed { .. }) => {}
+            Err(WriteError::Backend(e)) if e.kind() == BackendErrorKind::OutcomeUnknown => {
+                unknown += 1
+            }
+            other => panic!("write {i}: {other:?}"),
+        }
+    }
+    assert!(
+        unknown > 0,
+        "no conflict after a server error was reported as unknown"
+    );
+    admin.delete_table(&table, false, true).await.unwrap();
+}
