@@ -168,7 +168,10 @@ async fn a_conflict_after_throttled_attempts_is_a_plain_conflict() {
         "{conflicts} conflicts, {throttled} throttled throughout, {} throttles injected",
         proxy.injected()
     );
-    assert!(conflicts >= 8, "too few writes got through to their conflict");
+    assert!(
+        conflicts >= 8,
+        "too few writes got through to their conflict"
+    );
     assert!(
         proxy.injected() >= 4,
         "too few throttles to have preceded a conflict"
