@@ -122,6 +122,13 @@ for S in "${SERVERS[@]}"; do
   bounded "$BIN" floor --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
 done
 
+log "instructions per cycle under callgrind: lynk, dynamodb-lease and their floors (issue 14; repeatable where CPU time is not)"
+if [[ -n $SMOKE ]]; then
+  bounded python3 scripts/bench/instructions.py --moto "$MOTO" --json "$OUT" --smoke
+else
+  bounded python3 scripts/bench/instructions.py --moto "$MOTO" --dynalite "$DYNALITE" --json "$OUT"
+fi
+
 log "dynamodb-lease on moto (dynalite lacks the TTL API it requires)"
 bounded "$BIN" peer --endpoint "$MOTO" --label moto --json "$OUT" $SMOKE
 

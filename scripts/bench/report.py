@@ -199,6 +199,7 @@ def floor_section(data):
             ("dynamodb-lease CPU per cycle : its floor", g("dynamodb-lease", server, "floor_ratio_cpu_cycle"), None),
             ("dynamodb-lease cycle time : its floor", g("dynamodb-lease", server, "floor_ratio_wall_cycle"), None),
             ("lynk : dynamodb-lease, CPU per cycle", g("lynk", server, "floor_lynk_vs_peer_cpu_cycle"), 1.0),
+            ("lynk : dynamodb-lease's floor, CPU per cycle", g("lynk", server, "floor_lynk_vs_peer_floor_cpu_cycle"), None),
             ("candidate ReturnValues=NONE : lynk's floor, CPU", g("floor-lynk-return-none", server, "floor_ratio_cpu_cycle"), None),
             ("per-request customize() : lynk's floor, CPU", g("floor-lynk-customize", server, "floor_ratio_cpu_cycle"), None),
         ]
@@ -214,6 +215,39 @@ def floor_section(data):
             c, w = g(imp, server, "floor_cpu_us_per_cycle"), g(imp, server, "floor_wall_us_per_cycle")
             if c is not None:
                 print("  %-9s   %-46s %8.0f us CPU  %8.0f us elapsed per cycle" % (server, imp, c, w))
+    instructions_section(data)
+
+
+def instructions_section(data):
+    """Issue 14: the same comparison in instructions per cycle (scripts/bench/instructions.py)."""
+    g = lambda i, s, m: data.get((i, s, m))
+    if not any(k[2].startswith("floor_instr") for k in data):
+        return
+    print()
+    print("Instructions per uncontended cycle (callgrind: repeatable; 'no SHA' leaves out SigV4's SHA-256,")
+    print("which valgrind runs in software and real CPUs in hardware):")
+    for server in ("moto", "dynalite"):
+        for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease"):
+            t, n = g(imp, server, "floor_instr_per_cycle"), g(imp, server, "floor_instr_per_cycle_nosha")
+            if t is not None:
+                print("  %-9s   %-46s %10.0f  (no SHA %10.0f)" % (server, imp, t, n))
+        rows = [
+            ("lynk : floor", "lynk", "floor_ratio_instr_cycle", 1.15),
+            ("dynamodb-lease : its floor", "dynamodb-lease", "floor_ratio_instr_cycle", None),
+            ("lynk : dynamodb-lease", "lynk", "floor_lynk_vs_peer_instr_cycle", 1.0),
+            ("lynk : dynamodb-lease's floor", "lynk", "floor_lynk_vs_peer_floor_instr_cycle", None),
+            ("lynk's requests : dynamodb-lease's (both bare SDK)", "floor-lynk", "floor_floors_instr_cycle", None),
+        ]
+        for label, imp, metric, want in rows:
+            for sfx, what in (("", ""), ("_nosha", ", no SHA")):
+                v = g(imp, server, metric + sfx)
+                if v is None:
+                    continue
+                verdict = ""
+                if want is not None:
+                    ok = v < want if want == 1.0 else v <= want
+                    verdict = "(target %s %.2fx)  %s" % ("<" if want == 1.0 else "<=", want, "met" if ok else "MISSED")
+                print("  %-9s %-58s %6.3fx  %s" % (server, label + what, v, verdict))
 
 
 def usd(wru, rru):

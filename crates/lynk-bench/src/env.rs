@@ -158,6 +158,14 @@ impl Env {
 
 /// Creates a table in dynamodb-lease's schema (hash key `key`, TTL on `lease_expiry`).
 pub async fn create_peer_table(client: &aws_sdk_dynamodb::Client, table: &str) {
+    create_peer_table_without_ttl(client, table).await;
+    enable_peer_ttl(client, table).await;
+}
+
+/// Creates a table in dynamodb-lease's schema (hash key `key`) without TTL:
+/// enough for its requests (the floor sends them on dynalite, which has no
+/// TTL API), not for its client, which checks TTL at start.
+pub async fn create_peer_table_without_ttl(client: &aws_sdk_dynamodb::Client, table: &str) {
     client
         .create_table()
         .table_name(table)
@@ -179,6 +187,10 @@ pub async fn create_peer_table(client: &aws_sdk_dynamodb::Client, table: &str) {
         .send()
         .await
         .expect("create dynamodb-lease table");
+}
+
+/// Enables TTL on dynamodb-lease's `lease_expiry`.
+async fn enable_peer_ttl(client: &aws_sdk_dynamodb::Client, table: &str) {
     client
         .update_time_to_live()
         .table_name(table)

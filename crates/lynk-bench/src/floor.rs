@@ -10,7 +10,14 @@
 //!   filled in per request, as lynk must. The read floor replays lynk's
 //!   consistent `GetItem`.
 //! * dynamodb-lease's floor sends its conditional `PutItem` and `DeleteItem`
-//!   with the expressions of its source (0.22).
+//!   with the expressions of its source (0.22), on both emulators; its
+//!   client itself runs on moto only (it checks for TTL, which dynalite
+//!   lacks).
+//!
+//! `LYNK_BENCH_SHOW_CAPTURE=1` prints the captured requests to stderr.
+//! `--only NAME --cycles N` runs one implementation alone, for profiling
+//! (`scripts/bench/instructions.py` counts its instructions under
+//! callgrind).
 //!
 //! Each client gets its own SDK client (own connection pool) from one
 //! configuration, none with a counting interceptor. The implementations run
@@ -32,7 +39,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lynk_core::{LockBackend, LockClient};
 use lynk_dynamo::DynamoBackend;
 
-use crate::env::{create_peer_table, sdk_config, unique, Env, Server};
+use crate::env::{
+    create_peer_table, create_peer_table_without_ttl, sdk_config, unique, Env, Server,
+};
 use crate::util::{cpu_time, now, Report};
 
 /// Clones every `UpdateItem` and `GetItem` input a client sends.
@@ -357,7 +366,16 @@ fn sizes(smoke: bool) -> (usize, u64) {
 /// The floor figures on `server` at `endpoint`: client CPU and wall time per
 /// cycle (and per request) for lynk, dynamodb-lease (where the server has
 /// TTL, which it requires: moto) and each one's floor, with the ratios.
-pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
+///
+/// With `only = Some((name, n))`, runs only `name`'s cycles: the warm-up,
+/// then `n` cycles, and prints the CPU per cycle (for profiling).
+pub async fn run(
+    server: Server,
+    endpoint: &str,
+    smoke: bool,
+    only: Option<(String, u64)>,
+    report: &Report,
+) {
     let s = server.label();
     let env = Env::new(server, Some(endpoint)).await;
     let config = sdk_config(endpoint).await;
@@ -429,11 +447,12 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
             }),
         ),
     ];
+    // dynamodb-lease's client needs TTL (moto); its requests run anywhere.
+    let peer_table = unique("floor-peer");
     if server == Server::Moto {
-        let table = unique("floor-peer");
-        create_peer_table(&sdk(), &table).await;
+        create_peer_table(&sdk(), &peer_table).await;
         let peer = dynamodb_lease::Client::builder()
-            .table_name(&table)
+            .table_name(&peer_table)
             .build_and_check_db(sdk())
             .await
             .expect("dynamodb-lease client");
@@ -442,17 +461,41 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
             "cycle",
             Box::new(PeerCycles(peer, "floor-peer".into())),
         ));
-        batches.push((
-            "floor-dynamodb-lease",
-            "cycle",
-            Box::new(PeerFloorCycles {
-                sdk: sdk(),
-                table,
-                key: "floor-bare".into(),
-            }),
-        ));
+    } else {
+        create_peer_table_without_ttl(&sdk(), &peer_table).await;
     }
+    batches.push((
+        "floor-dynamodb-lease",
+        "cycle",
+        Box::new(PeerFloorCycles {
+            sdk: sdk(),
+            table: peer_table,
+            key: "floor-bare".into(),
+        }),
+    ));
 
+    if let Some((name, n)) = only {
+        let Some(i) = batches
+            .iter()
+            .position(|(imp, what, _)| *imp == name && *what == "cycle")
+        else {
+            let names: Vec<&str> = batches.iter().map(|(imp, _, _)| *imp).collect();
+            eprintln!("lynk-bench floor: no implementation {name:?} on {s}; one of {names:?}");
+            std::process::exit(2);
+        };
+        let b = &mut batches[i].2;
+        b.run(5).await;
+        let (t0, c0) = (now(), cpu_time());
+        b.run(n).await;
+        let (wall, cpu) = (now() - t0, cpu_time() - c0);
+        println!(
+            "{name} on {s}: {n} cycles, {:.1} us CPU and {:.1} us elapsed per cycle",
+            cpu.as_secs_f64() * 1e6 / n as f64,
+            wall.as_secs_f64() * 1e6 / n as f64
+        );
+        lynk.shutdown().await;
+        return;
+    }
     // Warm-up: connections, credentials, the first allocation of everything.
     for (_, _, b) in batches.iter_mut() {
         b.run(5).await;
@@ -536,6 +579,16 @@ pub async fn run(server: Server, endpoint: &str, smoke: bool, report: &Report) {
             ratio(a, b, Totals::wall_us),
             "x",
             &format!("elapsed time per {what} : the bare SDK sending the same requests"),
+        );
+    }
+    if let (Some(l), Some(p)) = (find("lynk", "cycle"), find("floor-dynamodb-lease", "cycle")) {
+        report.figure(
+            "lynk",
+            s,
+            "floor_lynk_vs_peer_floor_cpu_cycle",
+            l.cpu_us() / p.cpu_us(),
+            "x",
+            "lynk : the bare SDK sending dynamodb-lease's requests, client CPU per uncontended cycle",
         );
     }
     if let (Some(l), Some(p)) = (find("lynk", "cycle"), find("dynamodb-lease", "cycle")) {

@@ -54,6 +54,16 @@ enum Cmd {
         server: Server,
         #[arg(long, env = "LYNK_BENCH_ENDPOINT")]
         endpoint: String,
+        /// Run only this implementation's cycles (`lynk`, `floor-lynk`,
+        /// `dynamodb-lease`, `floor-dynamodb-lease`, ...), `--cycles` of them
+        /// after the warm-up, and print its CPU per cycle: for profiling
+        /// (`valgrind --tool=callgrind` counts instructions repeatably; take
+        /// the difference of two runs with different `--cycles`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Cycles to run with `--only`.
+        #[arg(long, default_value_t = 200)]
+        cycles: u64,
     },
     /// Many locks held at once by one client on the in-memory backend.
     Scale {
@@ -124,8 +134,14 @@ fn main() {
                 lynk_imp::run(&env, sizes, &report).await;
                 primitives::run(&env, server.label(), cli.smoke, &report).await;
             }
-            Cmd::Floor { server, endpoint } => {
-                floor::run(server, &endpoint, cli.smoke, &report).await;
+            Cmd::Floor {
+                server,
+                endpoint,
+                only,
+                cycles,
+            } => {
+                let only = only.map(|name| (name, cycles));
+                floor::run(server, &endpoint, cli.smoke, only, &report).await;
             }
             Cmd::Scale { locks } => {
                 let (n, lease, hold) = if cli.smoke {
