@@ -100,7 +100,9 @@ impl LockImpl for PeerEnv {
         // The rate between the first and the last extension seen: counting
         // over a fixed window would miss the partial period at its start
         // (3 extensions in 4 s read as 0.75/s for a 1/s pace).
-        let win = sizes.window.clamp(Duration::from_secs(4), Duration::from_secs(8));
+        let win = sizes
+            .window
+            .clamp(Duration::from_secs(4), Duration::from_secs(8));
         let (start, mut last) = (now(), cc2.get());
         let mut seen: Vec<std::time::Instant> = Vec::new();
         while now() - start < win {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use crate::parse::{parse_lease, parse_lock_name, parse_permits, parse_table_name, parse_wait};
+use crate::parse::{
+    parse_lease, parse_lock_name, parse_permits, parse_poll, parse_table_name, parse_wait,
+};
 
 const TOP_EXAMPLES: &str = "\
 Examples:
@@ -473,9 +475,15 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// Wake-up options of the commands that wait for a lock.
+/// Waiting options of the commands that wait for a lock: polling and wake-ups.
 #[derive(Debug, Args)]
 pub struct WakeArgs {
+    /// While waiting, read the lock at most this often once the first quick polls
+    /// (0.1s, 0.2s, 0.4s) are done (default 1.5s; at least four times per lease of the
+    /// holder). Longer: fewer reads (each costs a read unit), a later handover unless
+    /// wake-ups are on.
+    #[arg(long, value_name = "DURATION", value_parser = parse_poll)]
+    pub poll_interval: Option<Duration>,
     /// While waiting, listen for wake-up datagrams on this UDP address (ip:port; port 0
     /// picks one), so the releasing holder can hand over at once instead of at the
     /// next poll. The holders must reach it (same network; UDP allowed in).

@@ -64,6 +64,17 @@ pub fn parse_lease(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A waiter's poll interval: between 10 ms and 1 hour.
+pub fn parse_poll(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+        return Err(format!(
+            "invalid poll interval {text:?}: it must be between 10ms and 1h; the default is 1.5s (waiters still poll at least four times per lease)"
+        ));
+    }
+    Ok(d)
+}
+
 /// A DynamoDB table name: 3 to 255 characters of `A-Z a-z 0-9 _ . -`.
 pub fn parse_table_name(text: &str) -> Result<String, String> {
     let ok_chars = text

@@ -113,8 +113,8 @@ async fn unanswered(global: &Global, client: &LockClient, table: &str) -> Failur
     std::future::pending().await
 }
 
-/// A lock client for `table` with `lease` as its default lease, and wake-ups
-/// if asked for. No table check up front: it would be one more request on
+/// A lock client for `table` with `lease` as its default lease, and the
+/// poll interval and wake-ups if asked for. No table check up front: it would be one more request on
 /// every run (and every wait). A table problem shows as the first attempt's
 /// error, and only then is the table described, for the precise message.
 pub async fn client_for(
@@ -127,6 +127,9 @@ pub async fn client_for(
     let mut builder = LockClient::builder(backend).default_lease(lease);
     if let Some(label) = &global.label {
         builder = builder.holder_label(label.clone());
+    }
+    if let Some(every) = wake.poll_interval {
+        builder = builder.poll_interval(every);
     }
     if let Some(listen) = wake.wake_listen {
         let mut w = lynk_core::WakeUps::new(listen).scope(table.to_owned());

@@ -418,3 +418,65 @@ fn every_command_has_help_with_examples() {
     let bash = ok(&lynk().args(["completions", "bash"]).output().unwrap());
     assert!(bash.contains("create-table"), "{bash}");
 }
+
+/// `--poll-interval` reaches the waiting client. A waiter polls 0.1 s after
+/// its first try and doubles the gap while it is under half the interval
+/// (`min(poll interval, lease / 4)`; docs/waiting.md): with `--poll-interval
+/// 8s` (the holder's lease is 1 h) at 0.1, 0.3, 0.7, 1.5, 3.1, 6.3 and 14.3 s;
+/// with the default 1.5 s, every 1.5 s from 1.5 s. Released at about 8.7 s,
+/// it is seen at 14.3 s, about 5.6 s later (at the default, within 1.5 s).
+/// No wake-ups, so nothing else tells it.
+#[test]
+fn run_waits_at_its_poll_interval() {
+    use lynk_core::{Clock, SystemClock};
+    use std::time::Duration;
+    let Some((e, t)) = table("run_waits_at_its_poll_interval") else {
+        return;
+    };
+    // Bad values are usage errors, before anything is sent.
+    for bad in ["0s", "5ms", "2h", "soon"] {
+        let out = at(
+            &e,
+            &["run", &t, "slow", "--poll-interval", bad, "--", "true"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+    }
+    let out = lynk()
+        .args(["run", "t-t-t", "x", "--poll-interval", "0s", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("invalid poll interval"),
+        "{}",
+        stderr(&out)
+    );
+
+    let held = json(&at(
+        &e,
+        &["acquire", &t, "slow", "--lease", "1h", "--output", "json"],
+    ));
+    let mut cmd = lynk_std();
+    cmd.args(["--endpoint-url", &e, "-q", "run", &t, "slow"])
+        .args(["--poll-interval", "8s", "--", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut waiter = Group::spawn(cmd);
+    pause(Duration::from_millis(8500)); // past its poll at 6.3 s
+    assert!(waiter.child.try_wait().unwrap().is_none(), "it waits");
+    let v = held["version"].as_str().unwrap();
+    ok(&at(&e, &["release", &t, "slow", "--version", v]));
+    let released = SystemClock.now();
+    let status = waiter
+        .wait_for(Duration::from_secs(20))
+        .expect("the waiter gets the lock at its next poll");
+    let after = released.elapsed();
+    eprintln!(
+        "released {:.2} s before the waiter finished",
+        after.as_secs_f64()
+    );
+    assert!(status.success());
+    assert!(
+        after >= Duration::from_millis(2500),
+        "the waiter saw the release {after:?} after it: sooner than its poll interval allows"
+    );
+}
