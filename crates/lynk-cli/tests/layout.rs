@@ -803,3 +803,65 @@ async fn a_group_release_on_a_terminal_lists_the_held_locks_and_asks_once() {
         "{screen}"
     );
 }
+
+/// The commands not covered above follow the layout too: `demo --table`
+/// (its lock where the layout says, a name without a group refused before
+/// anything is sent), `leader run` and `leader show`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_and_leader_commands_follow_the_layout() {
+    let Some(e) = moto("demo_and_leader_commands_follow_the_layout") else {
+        return;
+    };
+    let t = unique_table("layout-more");
+    ok(&with(&e, &["create-table", &t], &GROUPED));
+
+    // demo on the table: two workers hand "jobs/demo" over.
+    let demo = [
+        "demo",
+        "--table",
+        &t,
+        "--lock",
+        "jobs/demo",
+        "--workers",
+        "2",
+        "--hold",
+        "100ms",
+        "--lease",
+        "5s",
+    ];
+    let out = ok(&with(&e, &demo, &GROUPED));
+    assert!(
+        out.contains("Thread-1") && out.contains("Thread-2"),
+        "{out}"
+    );
+    let item = raw(&e, &t, "LOCK#jobs", "demo")
+        .await
+        .expect("the demo's lock item under the layout");
+    assert_eq!(item["released"], AttributeValue::Bool(true));
+    assert!(raw(&e, &t, "jobs/demo", "jobs/demo").await.is_none());
+    let no_group = ["demo", "--table", &t, "--lock", "demo", "--hold", "10ms"];
+    let out = with(&e, &no_group, &GROUPED);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // leader run: the command gets its term; the record is where the layout says.
+    // (The layout flags go before `--`: after it they are the command's.)
+    let mut run = vec!["leader", "run", &t, "sched/primary"];
+    run.extend_from_slice(&GROUPED);
+    run.extend_from_slice(&["--", "sh", "-c", "echo $LYNK_TERM"]);
+    let term: u64 = ok(&at(&e, &run)).trim().parse().unwrap();
+    let item = raw(&e, &t, "LOCK#sched", "primary")
+        .await
+        .expect("the election's record under the layout");
+    assert_eq!(item["fencingToken"], AttributeValue::N(term.to_string()));
+    assert_eq!(
+        ok(&with(
+            &e,
+            &["leader", "show", &t, "sched/primary"],
+            &GROUPED
+        )),
+        format!("Election \"sched/primary\" in table {t} has no leader.\n")
+    );
+    // Without the layout, the same name is another key: nothing there.
+    let out = at(&e, &["leader", "show", &t, "sched/primary"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+}
