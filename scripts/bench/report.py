@@ -183,6 +183,14 @@ def main():
     cost_section(data, md)
 
 
+def verdict(v, want):
+    """'(target <= 1.15x)  met' for a ratio `v` against `want` (1.0: strictly below); '' without one."""
+    if want is None:
+        return ""
+    ok = v < want if want == 1.0 else v <= want
+    return "(target %s %.2fx)  %s" % ("<" if want == 1.0 else "<=", want, "met" if ok else "MISSED")
+
+
 def floor_section(data):
     """Issue 14: each client against the bare SDK sending the same requests (`lynk-bench floor`)."""
     g = lambda i, s, m: data.get((i, s, m))
@@ -206,11 +214,7 @@ def floor_section(data):
         for label, v, want in rows:
             if v is None:
                 continue
-            verdict = ""
-            if want is not None:
-                ok = v < want if want == 1.0 else v <= want
-                verdict = "(target %s %.2fx)  %s" % ("<" if want == 1.0 else "<=", want, "met" if ok else "MISSED")
-            print("  %-9s %-48s %6.3fx  %s" % (server, label, v, verdict))
+            print("  %-9s %-48s %6.3fx  %s" % (server, label, v, verdict(v, want)))
         for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease"):
             c, w = g(imp, server, "floor_cpu_us_per_cycle"), g(imp, server, "floor_wall_us_per_cycle")
             if c is not None:
@@ -243,11 +247,7 @@ def instructions_section(data):
                 v = g(imp, server, metric + sfx)
                 if v is None:
                     continue
-                verdict = ""
-                if want is not None:
-                    ok = v < want if want == 1.0 else v <= want
-                    verdict = "(target %s %.2fx)  %s" % ("<" if want == 1.0 else "<=", want, "met" if ok else "MISSED")
-                print("  %-9s %-58s %6.3fx  %s" % (server, label + what, v, verdict))
+                print("  %-9s %-58s %6.3fx  %s" % (server, label + what, v, verdict(v, want)))
 
 
 def usd(wru, rru):

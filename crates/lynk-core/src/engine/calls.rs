@@ -85,12 +85,7 @@ impl Engine {
                 .no_answer(BackendErrorKind::OutcomeUnknown, "write", &name)
                 .into()),
         };
-        if let Err(WriteError::ConditionFailed {
-            current: Some(record),
-        }) = &out
-        {
-            self.observe_token(record);
-        }
+        self.observe_conflict(&out);
         out
     }
 
@@ -131,22 +126,24 @@ impl Engine {
                 .no_answer(BackendErrorKind::OutcomeUnknown, "delete", name)
                 .into()),
         };
+        self.observe_conflict(&out);
+        out
+    }
+
+    /// Observes the token of the stored record a failed condition returned.
+    fn observe_conflict<T>(&self, out: &Result<T, WriteError>) {
         if let Err(WriteError::ConditionFailed {
             current: Some(record),
-        }) = &out
+        }) = out
         {
             self.observe_token(record);
         }
-        out
     }
 
     fn observe_write(&self, out: &Result<LockRecord, WriteError>) {
         match out {
-            Ok(record)
-            | Err(WriteError::ConditionFailed {
-                current: Some(record),
-            }) => self.observe_token(record),
-            _ => {}
+            Ok(record) => self.observe_token(record),
+            Err(_) => self.observe_conflict(out),
         }
     }
 }
