@@ -76,6 +76,11 @@ pub enum Fault {
     /// Let the call reach the store and apply, then never answer: a
     /// connection that hangs after the request went through.
     StallAfterApply,
+    /// Panic before the call reaches the store: a bug in a backend. The
+    /// engine must survive it (the waiter or releaser gets
+    /// `LockError::Internal`) wherever the call runs, in a task of the
+    /// engine's or in the caller's own.
+    Panic,
 }
 
 /// How many faults of each kind a [`FaultyBackend`] injected.
@@ -94,6 +99,8 @@ pub struct FaultCounts {
     pub delay: u64,
     /// [`Fault::DelayResponse`].
     pub delay_response: u64,
+    /// [`Fault::Panic`].
+    pub panic: u64,
 }
 
 impl FaultCounts {
@@ -105,6 +112,7 @@ impl FaultCounts {
             + self.stall_after_apply
             + self.delay
             + self.delay_response
+            + self.panic
     }
 
     fn count(&mut self, fault: &Fault) {
@@ -115,6 +123,7 @@ impl FaultCounts {
             Fault::StallAfterApply => &mut self.stall_after_apply,
             Fault::Delay(_) => &mut self.delay,
             Fault::DelayResponse(_) => &mut self.delay_response,
+            Fault::Panic => &mut self.panic,
         };
         *n += 1;
     }
@@ -128,6 +137,7 @@ impl std::ops::AddAssign for FaultCounts {
         self.stall_after_apply += o.stall_after_apply;
         self.delay += o.delay;
         self.delay_response += o.delay_response;
+        self.panic += o.panic;
     }
 }
 
@@ -372,6 +382,7 @@ impl<B: LockBackend> FaultyBackend<B> {
                 Err(BackendError::new(*kind, format!("injected fault: {kind}")))
             }
             Some(Fault::Stall) => std::future::pending().await,
+            Some(Fault::Panic) => panic!("injected fault: the backend panicked"),
             Some(Fault::Delay(d)) => {
                 self.sleep(*d).await;
                 Ok(())

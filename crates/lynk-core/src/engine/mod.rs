@@ -15,6 +15,7 @@
 mod acquirer;
 mod calls;
 mod handle;
+mod inline;
 mod keeper;
 mod lease;
 mod payload;
@@ -40,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub(crate) use handle::LeaseHandle;
+pub(crate) use inline::Inline;
 pub(crate) use lease::LeaseShared;
 pub use shutdown::ShutdownReport;
 pub(crate) use slots::{AcquireSpec, Grant};
@@ -240,20 +242,27 @@ impl Engine {
     }
 
     /// Queues a waiter for `name` with `spec`; the receiver gets its grant.
+    /// If the waiter starts the name's acquirer, its first attempt comes
+    /// back too, to be driven by the waiter while it waits (see [`Inline`]).
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         name: &str,
         spec: AcquireSpec,
         try_once: bool,
-    ) -> Result<oneshot::Receiver<Grant>, LockError> {
+    ) -> Result<(oneshot::Receiver<Grant>, Option<Inline<()>>), LockError> {
         if self.is_closed() {
             return Err(LockError::ShutDown);
         }
         let (waiter, rx) = Waiter::new(self.next_id(), spec, try_once);
-        if let Enqueued::Queued(start) = self.slots.enqueue(name, waiter) {
-            self.start_acquirer(start);
-        }
-        Ok(rx)
+        let first = match self.slots.enqueue(name, waiter) {
+            Enqueued::Queued(Some(AcquirerStart { name, seed })) => {
+                let span = tracing::debug_span!("lynk.acquire", lock = %name);
+                let work = acquirer::run_first(self.clone(), name, seed).instrument(span);
+                Some(Inline::new(self.clone(), work))
+            }
+            Enqueued::Queued(None) | Enqueued::Answered => None,
+        };
+        Ok((rx, first))
     }
 
     /// Spawns the acquirer a slot transition asked for.
