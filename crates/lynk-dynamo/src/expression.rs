@@ -9,6 +9,25 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+/// Attribute names an expression may spell as they are: lynk's default
+/// names, none of them a DynamoDB reserved word (every request of the
+/// test suites sends them so, and DynamoDB, dynalite and moto reject a
+/// reserved word). Any other name (a table layout's) gets a placeholder.
+const SPELLED_AS_IS: [&str; 12] = [
+    crate::item::LOCK_KEY,
+    crate::item::LEASE_DURATION,
+    crate::item::VERSION_NUMBER,
+    crate::item::HOST_IDENTIFIER,
+    crate::item::FENCING_TOKEN,
+    crate::item::PAYLOAD,
+    crate::item::RELEASED,
+    crate::item::EXPIRES_AT,
+    crate::item::WAIT_QUEUE,
+    crate::item::QUEUE_REVISION,
+    crate::item::GRANTED_TO,
+    crate::item::HOLDER_DETAIL,
+];
+
 /// Collects `#name` and `:value` placeholders for one request, writing
 /// them into the expression texts as it goes.
 ///
@@ -38,12 +57,18 @@ impl Default for Placeholders {
 }
 
 impl Placeholders {
-    /// Writes the placeholder for attribute `attr` into `out`, registering
-    /// it: `#attr` when the name is letters, digits and `_` (every default
-    /// name), else `#nN` (a table layout may name attributes `lynk-token` or
-    /// `a.b`, which a placeholder cannot spell). One attribute, one
-    /// placeholder.
+    /// Writes attribute `attr` into `out` as an expression refers to it:
+    /// as it is when it is one of lynk's default names (no placeholder, so
+    /// the request carries no name map), else as a registered placeholder:
+    /// `#attr` when the name is letters, digits and `_`, else `#nN` (a
+    /// table layout may name attributes `ttl`, a reserved word, or
+    /// `lynk-token` or `a.b`, which a placeholder cannot spell). One
+    /// attribute, one placeholder.
     pub(crate) fn put_name(&mut self, out: &mut String, attr: &str) {
+        if SPELLED_AS_IS.contains(&attr) {
+            out.push_str(attr);
+            return;
+        }
         if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| a == attr) {
             out.push_str(placeholder);
             return;
@@ -98,8 +123,8 @@ impl Placeholders {
         self.put_value(out, label, value);
     }
 
-    /// The placeholder for attribute `attr`, registering it (as
-    /// [`put_name`](Placeholders::put_name)).
+    /// How an expression refers to attribute `attr`, registering a
+    /// placeholder if it needs one (as [`put_name`](Placeholders::put_name)).
     pub(crate) fn name(&mut self, attr: &str) -> String {
         let mut out = String::new();
         self.put_name(&mut out, attr);
