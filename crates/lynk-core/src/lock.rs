@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::config::{validate_lease, validate_name, validate_payload};
-use crate::engine::{AcquireSpec, Grant, Inline};
+use crate::engine::{AcquireSpec, Grant};
 use crate::{LockClient, LockError, LockGuard};
 
 /// A handle to one lock name, made by
@@ -122,14 +122,14 @@ impl Lock {
                 engine: &self.client.engine,
                 name: &self.name,
             };
-            let (rx, first) = self.enqueue(false)?;
+            let rx = self.enqueue(false)?;
             let grant = match deadline {
-                None => wait_for_grant(rx, first).await,
+                None => rx.await,
                 Some(deadline) => {
                     tokio::select! {
                         biased;
-                        grant = wait_for_grant(rx, first) => grant,
-                        _ = self.client.engine.clock.sleep_until(deadline) => {
+                        grant = rx => grant,
+                        _ = self.client.engine.caller_deadline(deadline) => {
                             let (holder, last_error) = self.client.engine.wait_info(&self.name);
                             return Err(LockError::NotGranted {
                                 name: self.name.clone(),
@@ -164,7 +164,7 @@ impl Lock {
         async {
             match self.enqueue(true) {
                 Err(e) => Err(e),
-                Ok((rx, first)) => match wait_for_grant(rx, first).await {
+                Ok(rx) => match rx.await {
                     Ok(grant) => grant.map(|lease| lease.map(LockGuard::new)),
                     Err(_) => Err(LockError::ShutDown),
                 },
@@ -174,10 +174,7 @@ impl Lock {
         .await
     }
 
-    fn enqueue(
-        &self,
-        try_once: bool,
-    ) -> Result<(oneshot::Receiver<Grant>, Option<Inline<()>>), LockError> {
+    fn enqueue(&self, try_once: bool) -> Result<oneshot::Receiver<Grant>, LockError> {
         validate_name(&self.name)?;
         validate_lease(self.lease)?;
         if let Some(p) = &self.payload {
@@ -190,24 +187,6 @@ impl Lock {
         };
         self.client.engine.enqueue(&self.name, spec, try_once)
     }
-}
-
-/// Waits for a waiter's grant, driving the acquirer's first attempt in this
-/// task if this waiter started it. If the grant comes first (a local
-/// handover) or this wait is dropped, the attempt goes on in a task of its
-/// own.
-async fn wait_for_grant(
-    mut rx: oneshot::Receiver<Grant>,
-    first: Option<Inline<()>>,
-) -> Result<Grant, oneshot::error::RecvError> {
-    if let Some(mut first) = first {
-        tokio::select! {
-            biased;
-            _ = &mut first => {}
-            grant = &mut rx => return grant,
-        }
-    }
-    rx.await
 }
 
 /// Wakes the acquirer of `name` when dropped (see [`Lock::acquire_until`]);

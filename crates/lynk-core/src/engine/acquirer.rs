@@ -109,74 +109,41 @@ struct Acquirer {
     /// A queue write went unanswered: our entry may be stored although the
     /// last record seen does not show it.
     enqueue_uncertain: bool,
-    /// Frees the queue if this acquirer panics (travels with it into the
-    /// task its first attempt hands it to).
-    _reset: ResetOnPanic,
 }
 
-/// Runs the acquirer for `name` in the current task, to its end.
 pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
-    if let Some(acquirer) = Acquirer::new(engine, name, seed) {
-        acquirer.run().await;
-    }
-}
-
-/// Runs the acquirer's first attempt in the current task (the waiter's that
-/// started it, through [`Inline`](super::inline::Inline)), and the rest, if
-/// the lock was not granted by it, in a task of its own: an uncontended
-/// acquire then costs no spawn and no wake-up of another thread, and a
-/// waiter that stops polling holds up nothing beyond one attempt.
-pub(crate) async fn run_first(engine: Arc<Engine>, name: String, seed: OwnWrites) {
-    let Some(mut acquirer) = Acquirer::new(engine, name, seed) else {
+    let _reset = ResetOnPanic {
+        engine: engine.clone(),
+        name: name.clone(),
+    };
+    let Some(wake) = engine.slots.wake_signal(&name) else {
         return;
     };
-    if acquirer.step().await {
-        let engine = acquirer.engine.clone();
-        let rest = acquirer.run().instrument(tracing::Span::current());
-        drop(engine.spawn_tracked(rest));
-    } else {
-        acquirer.leave().await;
-    }
-}
-
-impl Acquirer {
-    fn new(engine: Arc<Engine>, name: String, seed: OwnWrites) -> Option<Self> {
-        let reset = ResetOnPanic {
-            engine: engine.clone(),
-            name: name.clone(),
-        };
-        let wake = engine.slots.wake_signal(&name)?;
-        let entry = engine.queues().then(|| QueueEntry {
-            id: uuid::Uuid::new_v4().hyphenated().to_string(),
-            host: engine.config.host_identifier.clone(),
-            wake: engine.wake_address(),
-        });
-        let engine_now = engine.clock.now();
-        Some(Acquirer {
-            _reset: reset,
-            backoff: engine.config.initial_backoff,
-            engine,
-            name,
-            wake,
-            own: seed,
-            uncertain: OwnWrites::default(),
-            observed: None,
-            last: None,
-            next: Next::Write(Attempt::vacant()),
-            waited: false,
-            schedule: PollSchedule::default(),
-            entry,
-            queue_conflicts: 0,
-            enqueue_uncertain: false,
-            sent: engine_now,
-        })
-    }
-
-    /// Attempts until the task stops, then leaves the store's queue.
-    async fn run(mut self) {
-        while self.step().await {}
-        self.leave().await;
-    }
+    let entry = engine.queues().then(|| QueueEntry {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        host: engine.config.host_identifier.clone(),
+        wake: engine.wake_address(),
+    });
+    let engine_now = engine.clock.now();
+    let mut acquirer = Acquirer {
+        backoff: engine.config.initial_backoff,
+        engine,
+        name,
+        wake,
+        own: seed,
+        uncertain: OwnWrites::default(),
+        observed: None,
+        last: None,
+        next: Next::Write(Attempt::vacant()),
+        waited: false,
+        schedule: PollSchedule::default(),
+        entry,
+        queue_conflicts: 0,
+        enqueue_uncertain: false,
+        sent: engine_now,
+    };
+    while acquirer.step().await {}
+    acquirer.leave().await;
 }
 
 impl Acquirer {

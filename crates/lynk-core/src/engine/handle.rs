@@ -68,22 +68,24 @@ impl LeaseHandle {
         }))
     }
 
-    /// Releases the lease in the caller's task, moving to a task of its own
-    /// if the returned future is dropped first (so dropping it does not stop
-    /// the release; see [`Inline`](super::Inline)), and waits for the
-    /// outcome.
+    /// Releases the lease in a task of its own (so dropping the returned
+    /// future does not stop it) and waits for the outcome.
     pub(crate) async fn release(mut self) -> Result<(), LockError> {
         self.done = true;
         let (engine, lease) = (self.engine.clone(), self.lease.clone());
-        let work = async move { release::release_guard(&engine, lease).await };
-        super::Inline::new(self.engine.clone(), work)
-            .await
-            .unwrap_or_else(|| {
-                Err(LockError::Internal {
-                    name: self.lease.name.clone(),
-                    during: "release",
-                })
-            })
+        let task = self
+            .engine
+            .spawn_tracked(async move { release::release_guard(&engine, lease).await });
+        match task.await {
+            Ok(result) => result,
+            // A panic in the release (a backend bug) fails it; the release
+            // freed the lock's slot as it unwound.
+            Err(e) if e.is_panic() => Err(LockError::Internal {
+                name: self.lease.name.clone(),
+                during: "release",
+            }),
+            Err(_) => Err(LockError::ShutDown),
+        }
     }
 
     /// Stops renewing the lease and forgets it, without releasing: the

@@ -15,7 +15,6 @@
 mod acquirer;
 mod calls;
 mod handle;
-mod inline;
 mod keeper;
 mod lease;
 mod payload;
@@ -41,7 +40,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub(crate) use handle::LeaseHandle;
-pub(crate) use inline::Inline;
 pub(crate) use lease::LeaseShared;
 pub use shutdown::ShutdownReport;
 pub(crate) use slots::{AcquireSpec, Grant};
@@ -201,6 +199,22 @@ impl Engine {
         self.runtime.spawn(task)
     }
 
+    /// Completes at `deadline` on the client's clock, for a caller's own
+    /// wait (an acquire's time limit): polled inside the engine's runtime,
+    /// so a caller on another runtime, one without timers, or none at all,
+    /// can wait as the engine's tasks do.
+    pub(crate) fn caller_deadline(
+        &self,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let runtime = self.runtime.clone();
+        let mut sleep = self.clock.sleep_until(deadline);
+        std::future::poll_fn(move |cx| {
+            let _runtime = runtime.enter();
+            sleep.as_mut().poll(cx)
+        })
+    }
+
     /// The instant a lease written by a write sent at `sent` is valid from.
     pub(crate) fn lease_start(&self, sent: Instant) -> Instant {
         if self.config.mutations.time_lease_from_response {
@@ -242,27 +256,20 @@ impl Engine {
     }
 
     /// Queues a waiter for `name` with `spec`; the receiver gets its grant.
-    /// If the waiter starts the name's acquirer, its first attempt comes
-    /// back too, to be driven by the waiter while it waits (see [`Inline`]).
     pub(crate) fn enqueue(
         self: &Arc<Self>,
         name: &str,
         spec: AcquireSpec,
         try_once: bool,
-    ) -> Result<(oneshot::Receiver<Grant>, Option<Inline<()>>), LockError> {
+    ) -> Result<oneshot::Receiver<Grant>, LockError> {
         if self.is_closed() {
             return Err(LockError::ShutDown);
         }
         let (waiter, rx) = Waiter::new(self.next_id(), spec, try_once);
-        let first = match self.slots.enqueue(name, waiter) {
-            Enqueued::Queued(Some(AcquirerStart { name, seed })) => {
-                let span = tracing::debug_span!("lynk.acquire", lock = %name);
-                let work = acquirer::run_first(self.clone(), name, seed).instrument(span);
-                Some(Inline::new(self.clone(), work))
-            }
-            Enqueued::Queued(None) | Enqueued::Answered => None,
-        };
-        Ok((rx, first))
+        if let Enqueued::Queued(start) = self.slots.enqueue(name, waiter) {
+            self.start_acquirer(start);
+        }
+        Ok(rx)
     }
 
     /// Spawns the acquirer a slot transition asked for.

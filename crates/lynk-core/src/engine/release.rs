@@ -328,6 +328,30 @@ impl Releasing<'_> {
     }
 }
 
+impl Drop for Releasing<'_> {
+    /// If the release panics (a backend bug), frees the lock's slot as a
+    /// failed release would, with the popped waiter put back, and publishes
+    /// the failure, so neither this client's later acquires of the name nor
+    /// a shutdown waiting for the outcome wait for ever.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let waiter = self.waiter.take();
+        let own = if waiter.is_some() {
+            std::mem::take(&mut self.mine)
+        } else {
+            OwnWrites::default()
+        };
+        self.engine.clear_holder(self.lease, waiter, &own);
+        self.lease.finish_release(Err(LockError::Internal {
+            name: self.lease.name.clone(),
+            during: "release",
+        }));
+        self.engine.forget_lease(self.lease.id);
+    }
+}
+
 /// The error of a release that found the record held by `host`. With an
 /// attempt of unknown outcome behind it, the release may have applied before
 /// that holder acquired; without one, the lock was taken from us first.

@@ -164,7 +164,7 @@ impl Semaphore {
                 tokio::select! {
                     biased;
                     out = answer => out,
-                    _ = self.client.engine.clock.sleep_until(deadline) => {
+                    _ = self.client.engine.caller_deadline(deadline) => {
                         return Err(LockError::NotGranted {
                             name: self.name.clone(),
                             waited: self.client.engine.clock.now().saturating_duration_since(started),

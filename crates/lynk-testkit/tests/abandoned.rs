@@ -1,7 +1,7 @@
-//! An acquirer's first attempt and an awaited release run in the caller's
-//! task (`engine/inline.rs`): what a spawned task guaranteed must still hold
-//! when the caller drops its future, panics reach the engine's guards and
-//! not the caller, and a shutdown waits for work running in a caller's task.
+//! A caller that abandons its acquire or release: the store work it started
+//! goes on in the engine's tasks and ends cleanly; a panic in a store call (a
+//! backend bug, `Fault::Panic`) fails the call, not the caller; a shutdown
+//! waits for work under way; a client works from another runtime.
 
 use std::time::Duration;
 
@@ -79,9 +79,9 @@ async fn a_waiter_behind_an_abandoned_first_attempt_gets_the_lock() {
     guard.release().await.unwrap();
 }
 
-/// A backend that panics during the first attempt (which runs in the
-/// caller's task) fails that acquire with `Internal`; the caller's task goes
-/// on, and the next acquire of the lock works.
+/// A backend that panics during the first attempt fails that acquire with
+/// `Internal` (the acquirer's `ResetOnPanic`); the caller goes on, and the
+/// next acquire of the lock works.
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_first_attempt_fails_the_acquire_not_the_caller() {
     let (mem, clock) = (MemoryBackend::new(), TestClock::new());
@@ -104,8 +104,9 @@ async fn a_panic_in_the_first_attempt_fails_the_acquire_not_the_caller() {
     guard.release().await.unwrap();
 }
 
-/// A backend that panics during an awaited release (which runs in the
-/// caller's task) fails that release with `Internal`, not the caller.
+/// A backend that panics during an awaited release fails that release with
+/// `Internal` (not `ShutDown`, as a panicked release task was reported
+/// before), not the caller.
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_an_awaited_release_fails_the_release_not_the_caller() {
     let (mem, clock) = (MemoryBackend::new(), TestClock::new());
@@ -129,10 +130,10 @@ async fn a_panic_in_an_awaited_release_fails_the_release_not_the_caller() {
     other.release().await.unwrap();
 }
 
-/// A shutdown that begins while a first attempt runs in its caller's task
-/// waits for that attempt, and releases what it won.
+/// A shutdown that begins while a first attempt is in flight waits for that
+/// attempt, and releases what it won.
 #[tokio::test(start_paused = true)]
-async fn a_shutdown_waits_for_a_first_attempt_in_the_callers_task() {
+async fn a_shutdown_waits_for_a_first_attempt_in_flight() {
     let (mem, clock) = (MemoryBackend::new(), TestClock::new());
     let store = faulty(mem.clone(), &clock);
     let c = client(store.clone(), &clock, "a");
@@ -157,8 +158,7 @@ async fn a_shutdown_waits_for_a_first_attempt_in_the_callers_task() {
 }
 
 /// A client built on one runtime and used from another (here one with no
-/// timers at all): the work run in the caller's task still uses the
-/// client's runtime for its timers, as a spawned task did.
+/// timers at all): the engine's work runs on the client's runtime.
 #[test]
 fn a_client_used_from_another_runtime_acquires_and_releases() {
     let home = tokio::runtime::Builder::new_multi_thread()
