@@ -3,15 +3,15 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::interceptors::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 use lynk_core::BackendError;
 #[cfg(doc)]
 use lynk_core::BackendErrorKind;
@@ -250,7 +250,8 @@ pub(crate) fn fix_schema(table: &str) -> String {
 /// Counts the attempts of one request (the SDK's retries included) that
 /// were sent: that reached the transport and did not fail to connect. Send
 /// the request inside [`Attempts::count`], on a client that carries the
-/// [`AttemptCounter`] interceptor (every [`DynamoBackend`](crate::DynamoBackend)'s does).
+/// [`AttemptCounter`] retry classifier (every
+/// [`DynamoBackend`](crate::DynamoBackend)'s does).
 ///
 /// The error of a failed request is the last attempt's: a write whose last
 /// attempt could not even connect may still have been applied by an earlier
@@ -260,9 +261,8 @@ pub(crate) struct Attempts(Arc<AttemptState>);
 
 #[derive(Debug, Default)]
 struct AttemptState {
-    /// The current attempt reached the transport.
-    transmitting: AtomicBool,
-    /// Attempts that reached the transport and did not fail to connect.
+    /// Attempts that may have reached the store: all but those that failed
+    /// to connect.
     sent: AtomicU32,
     /// Sent attempts that may have applied: no answer, or an answer other
     /// than a 4xx (which says the request was refused: a failed condition,
@@ -277,10 +277,11 @@ tokio::task_local! {
 }
 
 impl Attempts {
-    /// Attempts that were (or may have been) sent, including one still in
-    /// flight when the operation timed out.
+    /// Attempts that were (or may have been) sent. An attempt cut off by
+    /// the operation's own timeout is not seen; its request then fails
+    /// with that timeout, which is of unknown outcome whatever the count.
     pub(crate) fn sent(&self) -> u32 {
-        self.0.sent.load(Ordering::Relaxed) + u32::from(self.0.transmitting.load(Ordering::Relaxed))
+        self.0.sent.load(Ordering::Relaxed)
     }
 
     /// Sent attempts that may have applied (see `AttemptState::uncertain`).
@@ -292,76 +293,75 @@ impl Attempts {
 
     /// Runs `send` (one SDK request's future) with its attempts counted
     /// here by the client's [`AttemptCounter`].
-    ///
-    /// Counting at the client, not per request with
-    /// `.customize().interceptor(..)`, saves the configuration layer a
-    /// customized request adds, which every configuration look-up of the
-    /// request then walks (measured: about 14K instructions a request).
     pub(crate) async fn count<F: Future>(&self, send: F) -> F::Output {
         COUNTING.scope(self.clone(), Box::pin(send)).await
     }
 }
 
-/// The client-level interceptor behind [`Attempts`]: it counts the attempts
-/// of requests sent inside [`Attempts::count`] and leaves every other
-/// request alone.
+/// The client-level retry classifier behind [`Attempts`]: the SDK asks its
+/// retry classifiers about every attempt's outcome, so this one sees each
+/// attempt of a request sent inside [`Attempts::count`], counts it, and
+/// leaves the retry decision to the others (`NoActionIndicated`). Requests
+/// sent outside a count are left alone.
+///
+/// A classifier, not an interceptor: the SDK asks every interceptor whether
+/// it is enabled at each of about twenty hooks of every request (a look-up
+/// in the request's configuration each time), and one more interceptor cost
+/// about 10,000 instructions a request (callgrind; `docs/benchmarks.md`,
+/// "Floor"); a classifier is called once an attempt.
 #[derive(Debug)]
 pub(crate) struct AttemptCounter;
 
 impl AttemptCounter {
-    /// `client` with this interceptor added (same configuration, HTTP
-    /// client and connection pool; the interceptors it has are kept).
+    /// `client` with this classifier added (same configuration, HTTP client
+    /// and connection pool; its own classifiers and interceptors are kept).
     pub(crate) fn add_to(client: aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
         let config = client
             .config()
             .to_builder()
-            .interceptor(AttemptCounter)
+            .retry_classifier(AttemptCounter)
             .build();
         aws_sdk_dynamodb::Client::from_conf(config)
     }
+
+    /// How one finished attempt counts: `None` if it was not sent (it
+    /// could not connect), else whether it may have applied.
+    fn sent_and_uncertain(ctx: &InterceptorContext) -> Option<bool> {
+        if let Some(response) = ctx.response() {
+            return Some(!response.status().is_client_error());
+        }
+        match ctx.output_or_error() {
+            Some(Err(e)) => match e.as_connector_error() {
+                Some(c) if c.is_user() || request_not_sent(c) => None,
+                // Sent and unanswered (a timeout, a lost connection), or a
+                // failure this classifier cannot place: may have applied.
+                _ => Some(true),
+            },
+            _ => Some(true),
+        }
+    }
 }
 
-impl Intercept for AttemptCounter {
+impl ClassifyRetry for AttemptCounter {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let _ = COUNTING.try_with(|a| {
+            if let Some(uncertain) = Self::sent_and_uncertain(ctx) {
+                a.0.sent.fetch_add(1, Ordering::Relaxed);
+                if uncertain {
+                    a.0.uncertain.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        RetryAction::NoActionIndicated
+    }
+
     fn name(&self) -> &'static str {
         "lynk::AttemptCounter"
     }
 
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let _ = COUNTING.try_with(|a| a.0.transmitting.store(true, Ordering::Relaxed));
-        Ok(())
-    }
-
-    fn read_after_attempt(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let _ = COUNTING.try_with(|a| {
-            if a.0.transmitting.swap(false, Ordering::Relaxed) {
-                let not_sent = matches!(
-                    context.output_or_error(),
-                    Some(Err(e)) if e
-                        .as_connector_error()
-                        .is_some_and(|c| c.is_user() || request_not_sent(c))
-                );
-                if !not_sent {
-                    a.0.sent.fetch_add(1, Ordering::Relaxed);
-                    let refused = context
-                        .response()
-                        .is_some_and(|r| r.status().is_client_error());
-                    if !refused {
-                        a.0.uncertain.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-        Ok(())
+    /// First, so that no classifier that forbids a retry hides an attempt.
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_before(RetryClassifierPriority::http_status_code_classifier())
     }
 }
 
