@@ -129,7 +129,10 @@ impl Lock {
                     tokio::select! {
                         biased;
                         grant = rx => grant,
-                        _ = self.client.engine.caller_deadline(deadline) => {
+                        fired = self.client.engine.caller_deadline(deadline) => {
+                            if !fired {
+                                return Err(LockError::ShutDown);
+                            }
                             let (holder, last_error) = self.client.engine.wait_info(&self.name);
                             return Err(LockError::NotGranted {
                                 name: self.name.clone(),

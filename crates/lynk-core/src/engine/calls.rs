@@ -15,6 +15,30 @@ use std::time::Instant;
 use super::Engine;
 use crate::{BackendError, BackendErrorKind, LockRecord, Version, WriteError, WriteRequest};
 
+/// Runs `call`, a store call made by one of the engine's background tasks
+/// (a heartbeat, a semaphore's task), with a panic in it (a bug in the
+/// backend) turned into the error `on_panic` makes: the task goes on and
+/// treats the call as failed, where an unguarded panic would end the task
+/// and with it every lease or permit it serves. Calls made for a caller (an
+/// acquire, a release) are not wrapped: their tasks' own guards answer the
+/// caller with `LockError::Internal`.
+pub(crate) async fn unless_panicked<T>(
+    call: impl Future<Output = T>,
+    on_panic: impl FnOnce(BackendError) -> T,
+) -> T {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(out) => out,
+        Err(_) => {
+            tracing::error!("the store call panicked (a bug in the backend); treating it as a call of unknown outcome");
+            on_panic(BackendError::new(
+                BackendErrorKind::OutcomeUnknown,
+                "the backend panicked during the call (a bug in the backend: please report it); whether it applied is unknown",
+            ))
+        }
+    }
+}
+
 impl Engine {
     /// Runs `call` until `deadline`; `None` if the deadline came first.
     async fn within<T>(&self, deadline: Instant, call: impl Future<Output = T>) -> Option<T> {

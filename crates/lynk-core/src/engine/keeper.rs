@@ -15,6 +15,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::calls::unless_panicked;
 use super::lease::LeaseShared;
 use super::Engine;
 use crate::metrics::Metrics;
@@ -163,7 +164,11 @@ fn on_timer(
         // given up anyway, and the next one must not queue behind it.
         let give_up = (now + engine.config.call_timeout_for(e.lease.lease)).min(e.signal_at);
         in_flight.push(Box::pin(
-            async move { (lease.id, heartbeat(&engine2, &lease, give_up).await) }.instrument(span),
+            async move {
+                let beat = heartbeat(&engine2, &lease, give_up);
+                (lease.id, unless_panicked(beat, Beat::Retry).await)
+            }
+            .instrument(span),
         ));
     }
     reschedule(timers, e);

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+pub(crate) use calls::unless_panicked;
 pub(crate) use handle::LeaseHandle;
 pub(crate) use lease::LeaseShared;
 pub use shutdown::ShutdownReport;
@@ -200,18 +201,35 @@ impl Engine {
     }
 
     /// Completes at `deadline` on the client's clock, for a caller's own
-    /// wait (an acquire's time limit): polled inside the engine's runtime,
-    /// so a caller on another runtime, one without timers, or none at all,
-    /// can wait as the engine's tasks do.
+    /// wait (an acquire's time limit): `true` then, or `false` at once if
+    /// the client's runtime is gone or going (its heartbeat task gone, or
+    /// its timers refusing new ones). The
+    /// clock's sleep is made and polled inside the client's runtime, so a
+    /// caller on another runtime (one without timers, say) or on no tokio
+    /// runtime at all can wait with any [`Clock`], timed in its own task
+    /// (no task hop between the deadline and the caller).
     pub(crate) fn caller_deadline(
         &self,
         deadline: Instant,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
         let runtime = self.runtime.clone();
-        let mut sleep = self.clock.sleep_until(deadline);
+        let clock = self.clock.clone();
+        let alive = !self.keeper.is_closed();
+        let mut sleep = None;
         std::future::poll_fn(move |cx| {
+            if !alive {
+                return std::task::Poll::Ready(false);
+            }
             let _runtime = runtime.enter();
-            sleep.as_mut().poll(cx)
+            let sleep = sleep.get_or_insert_with(|| clock.sleep_until(deadline));
+            // A runtime shutting down (its owner dropped it a moment ago,
+            // with `shutdown_background`) refuses new timers by panicking
+            // before it registers anything: that is the same "gone".
+            let poll = std::panic::AssertUnwindSafe(|| sleep.as_mut().poll(cx));
+            match std::panic::catch_unwind(poll) {
+                Ok(poll) => poll.map(|()| true),
+                Err(_) => std::task::Poll::Ready(false),
+            }
         })
     }
 

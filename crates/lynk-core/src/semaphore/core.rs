@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::permit::PermitShared;
 use super::table::{HeldLine, ParseError, PermitTable, WaitLine};
-use crate::engine::Engine;
+use crate::engine::{unless_panicked, Engine};
 use crate::{
     BackendError, BackendErrorKind, Condition, FencingToken, LockError, LockRecord, LostReason,
     QueueUpdate, TokenUpdate, Version, WriteError, WriteRequest,
@@ -64,11 +64,12 @@ impl SemaphoreCore {
     /// Starts the task for `name` on the engine's runtime.
     pub(crate) fn start(engine: Arc<Engine>, name: String) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let runtime = engine.clone();
         let task = Task::new(engine, name, rx);
         // Not one of the engine's tracked tasks: it lives as long as a
         // permit or a waiter of this name, and the client's shutdown stops
         // it before the engine's.
-        tokio::spawn(task.run());
+        drop(runtime.spawn_untracked(task.run()));
         Arc::new(SemaphoreCore { tx })
     }
 
@@ -727,7 +728,8 @@ impl Task {
 
     async fn read(&mut self) {
         let deadline = self.call_deadline();
-        let out = self.engine.read_by(&self.name, deadline).await;
+        let read = self.engine.read_by(&self.name, deadline);
+        let out = unless_panicked(read, Err).await;
         let at = self.now();
         self.schedule_poll(at);
         match out {
@@ -739,12 +741,16 @@ impl Task {
         }
     }
 
+    // `unless_panicked`'s closure makes the write's `Result`, whose error
+    // (`WriteError`, with the record a failed condition returns) is large.
+    #[allow(clippy::result_large_err)]
     async fn write(&mut self, plan: Plan) {
         let sent = self.now();
         let version = plan.request.version.clone();
         self.pending.push((version.clone(), sent));
         let deadline = self.call_deadline();
-        let out = self.engine.write_by(plan.request, deadline).await;
+        let write = self.engine.write_by(plan.request, deadline);
+        let out = unless_panicked(write, |e| Err(WriteError::Backend(e))).await;
         let at = self.now();
         match out {
             Ok(record) => {

@@ -164,7 +164,10 @@ impl Semaphore {
                 tokio::select! {
                     biased;
                     out = answer => out,
-                    _ = self.client.engine.caller_deadline(deadline) => {
+                    fired = self.client.engine.caller_deadline(deadline) => {
+                        if !fired {
+                            return Err(LockError::ShutDown);
+                        }
                         return Err(LockError::NotGranted {
                             name: self.name.clone(),
                             waited: self.client.engine.clock.now().saturating_duration_since(started),
