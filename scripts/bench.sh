@@ -120,6 +120,8 @@ done
 for S in "${SERVERS[@]}"; do
   log "the floor on $S: lynk and dynamodb-lease against the bare SDK sending the same requests (issue 14)"
   bounded "$BIN" floor --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
+  log "the same on tokio's multi-thread runtime (figures under server $S-mt)"
+  bounded "$BIN" --multi-thread floor --server "$S" --endpoint "$(endpoint "$S")" --json "$OUT" $SMOKE
 done
 
 log "instructions per cycle under callgrind: lynk, dynamodb-lease and their floors (issue 14; repeatable where CPU time is not)"

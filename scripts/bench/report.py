@@ -198,8 +198,8 @@ def floor_section(data):
         return
     print()
     print("Floor (issue 14): client : the bare SDK sending the same requests, same server, same run,")
-    print("interleaved rounds (lynk-bench floor):")
-    for server in ("moto", "dynalite"):
+    print("interleaved rounds (lynk-bench floor; '-mt': on tokio's multi-thread runtime):")
+    for server in ("moto", "dynalite", "moto-mt", "dynalite-mt"):
         rows = [
             ("lynk CPU per cycle : floor", g("lynk", server, "floor_ratio_cpu_cycle"), 1.15),
             ("lynk cycle time : floor (2 requests)", g("lynk", server, "floor_ratio_wall_cycle"), 1.05),

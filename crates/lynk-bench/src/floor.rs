@@ -376,7 +376,14 @@ pub async fn run(
     only: Option<(String, u64)>,
     report: &Report,
 ) {
-    let s = server.label();
+    // Figures of a run on tokio's multi-thread runtime are kept apart
+    // (server `moto-mt`, `dynalite-mt`): whose thread runs the SDK's I/O
+    // differs between the two, and with it every client's CPU.
+    let label = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => format!("{}-mt", server.label()),
+        _ => server.label().to_owned(),
+    };
+    let s = label.as_str();
     let env = Env::new(server, Some(endpoint)).await;
     let config = sdk_config(endpoint).await;
     let sdk = || aws_sdk_dynamodb::Client::new(&config);

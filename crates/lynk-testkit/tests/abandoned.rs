@@ -6,31 +6,18 @@
 use std::time::Duration;
 
 use lynk_core::{Clock, LockClient, LockError};
-use lynk_testkit::{Fault, MemoryBackend, Op, TestClock};
+use lynk_testkit::{Fault, MemoryBackend, Op};
 
 mod common;
-use common::{faulty, settle, within};
-
-const L: Duration = Duration::from_secs(20);
-
-fn client(b: impl lynk_core::LockBackend, clock: &TestClock, host: &str) -> LockClient {
-    common::builder(b, clock, host, L, 7).build().unwrap()
-}
+use common::{faulty_client, next_write, settle, within};
 
 /// The caller gives up while its first attempt is in flight; the attempt
 /// applied. The attempt must go on without the caller and release the lock
 /// it won for nobody, at once, not a lease later.
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_first_attempt_goes_on_and_releases_what_it_won() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(5)),
-        Some(1),
-    );
+    let (mem, clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(5)));
     let out = c
         .create_lock("x")
         .acquire_timeout(Duration::from_secs(1))
@@ -51,15 +38,8 @@ async fn an_abandoned_first_attempt_goes_on_and_releases_what_it_won() {
 /// caller then left gets the lock when that attempt's answer comes.
 #[tokio::test(start_paused = true)]
 async fn a_waiter_behind_an_abandoned_first_attempt_gets_the_lock() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(5)),
-        Some(1),
-    );
+    let (_mem, clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(5)));
     let first = c.create_lock("x");
     let first = tokio::spawn(async move { first.acquire().await });
     settle().await;
@@ -84,10 +64,8 @@ async fn a_waiter_behind_an_abandoned_first_attempt_gets_the_lock() {
 /// next acquire of the lock works.
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_first_attempt_fails_the_acquire_not_the_caller() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    let (_mem, _clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::Panic);
     let out = c.create_lock("x").acquire().await;
     assert!(
         matches!(
@@ -109,11 +87,9 @@ async fn a_panic_in_the_first_attempt_fails_the_acquire_not_the_caller() {
 /// before), not the caller.
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_an_awaited_release_fails_the_release_not_the_caller() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (_mem, _clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     let out = guard.release().await;
     assert!(
         matches!(
@@ -134,15 +110,8 @@ async fn a_panic_in_an_awaited_release_fails_the_release_not_the_caller() {
 /// attempt, and releases what it won.
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_waits_for_a_first_attempt_in_flight() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(5)),
-        Some(1),
-    );
+    let (mem, _clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(5)));
     let lock = c.create_lock("x");
     let waiter = tokio::spawn(async move { lock.acquire().await });
     settle().await;

@@ -18,7 +18,7 @@ use lynk_core::{Clock, LockClient, LockError};
 use lynk_testkit::{Fault, MemoryBackend, Op, TestClock};
 
 mod common;
-use common::{faulty, record, settle, within};
+use common::{faulty, faulty_client, next_write, record, settle, within};
 
 const L: Duration = Duration::from_secs(20);
 
@@ -45,15 +45,8 @@ async fn poll_for<F: Future + Unpin>(
 /// held in the store.)
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_with_a_held_unpolled_acquire_releases_what_it_won() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(5)),
-        Some(1),
-    );
+    let (mem, clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(5)));
     let lock = c.create_lock("x");
     let mut acquire = Box::pin(lock.acquire());
     assert!(poll_for(&clock, Duration::from_millis(10), &mut acquire)
@@ -82,19 +75,12 @@ async fn a_shutdown_with_a_held_unpolled_acquire_releases_what_it_won() {
 /// heartbeats, the waiter blocked.)
 #[tokio::test(start_paused = true)]
 async fn a_held_unpolled_release_does_not_block_the_next_local_waiter() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (_mem, clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
     let next = c.create_lock("x");
     let next = tokio::spawn(async move { next.acquire().await });
     settle().await;
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::Delay(Duration::from_secs(1)),
-        Some(1),
-    );
+    next_write(&store, Fault::Delay(Duration::from_secs(1)));
     let mut release = Box::pin(guard.release());
     assert!(poll_for(&clock, Duration::from_millis(10), &mut release)
         .await
@@ -163,16 +149,9 @@ async fn try_acquire_and_release_futures_are_sync() {
 /// unconfirmed after 20 s, the lock still held in the store.)
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_with_a_held_unpolled_release_reports_it_released() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::Delay(Duration::from_secs(1)),
-        Some(1),
-    );
+    next_write(&store, Fault::Delay(Duration::from_secs(1)));
     let mut release = Box::pin(guard.release());
     assert!(poll_for(&clock, Duration::from_millis(10), &mut release)
         .await
@@ -247,15 +226,8 @@ async fn try_acquire_answers_busy_without_waiting_for_the_attempts_poll_gap() {
 async fn waiters_behind_an_abandoned_first_attempt_are_served_in_order() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(3)),
-        Some(1),
-    );
+    let (mem, clock, store, c) = faulty_client("a");
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(3)));
     let inside = Arc::new(AtomicUsize::new(0));
     let log = Arc::new(Mutex::new(Vec::new()));
     let first = {
@@ -378,20 +350,13 @@ async fn first_attempts_cancelled_anywhere_under_faults_leave_nothing_stuck() {
 /// with a higher token.
 #[tokio::test(start_paused = true)]
 async fn a_release_dropped_midway_completes_and_hands_over() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
     let t1 = guard.fencing_token();
     let next = c.create_lock("x");
     let next = tokio::spawn(async move { next.acquire().await });
     settle().await;
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::DelayResponse(Duration::from_secs(3)),
-        Some(1),
-    );
+    next_write(&store, Fault::DelayResponse(Duration::from_secs(3)));
     assert!(within(&clock, Duration::from_millis(10), guard.release())
         .await
         .is_none());
@@ -411,16 +376,9 @@ async fn a_release_dropped_midway_completes_and_hands_over() {
 /// waits for it and reports the lock released.
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_waits_for_a_release_being_awaited() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, _clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
-    store.inject(
-        Some(Op::Write),
-        None,
-        Fault::Delay(Duration::from_secs(3)),
-        Some(1),
-    );
+    next_write(&store, Fault::Delay(Duration::from_secs(3)));
     let release = tokio::spawn(guard.release());
     settle().await;
     let report = c.shutdown().await;
@@ -496,12 +454,10 @@ fn acquire_timeout_from_a_runtime_without_timers_works() {
 /// this client waited for ever).
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_release_does_not_wedge_the_lock_in_this_client() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let other = client(mem.clone(), &clock, "b");
     let guard = c.create_lock("x").acquire().await.unwrap();
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     let out = guard.release().await;
     assert!(matches!(out, Err(LockError::Internal { .. })), "{out:?}");
     // Another client gets the lock once the unrenewed lease ran out.

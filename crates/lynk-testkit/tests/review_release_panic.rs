@@ -15,7 +15,7 @@ use lynk_core::{Clock, LockClient, LockError, ReleaseMode};
 use lynk_testkit::{Fault, MemoryBackend, Op, TestClock};
 
 mod common;
-use common::{faulty, record, settle, within};
+use common::{faulty, faulty_client, next_write, record, settle, within};
 
 const L: Duration = Duration::from_secs(20);
 
@@ -43,9 +43,7 @@ fn is_internal_release(out: &Result<(), LockError>) -> bool {
 /// higher token; the waiter behind it is served after it, never both at once.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_handover_puts_the_waiter_back_and_it_is_served_once() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
     let t0 = guard.fencing_token().get();
     let inside = Arc::new(AtomicUsize::new(0));
@@ -70,7 +68,7 @@ async fn a_panicking_handover_puts_the_waiter_back_and_it_is_served_once() {
         }));
         settle().await;
     }
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     let released_at = clock.now();
     let out = guard.release().await;
     assert!(is_internal_release(&out), "{out:?}");
@@ -97,9 +95,7 @@ async fn a_panicking_handover_puts_the_waiter_back_and_it_is_served_once() {
 /// another process gets nothing meanwhile.
 #[tokio::test(start_paused = true)]
 async fn a_handover_applied_then_a_panicking_retry_still_serves_the_waiter() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let other = client(mem.clone(), &clock, "b");
     let guard = c.create_lock("x").acquire().await.unwrap();
     let t0 = guard.fencing_token().get();
@@ -108,8 +104,8 @@ async fn a_handover_applied_then_a_panicking_retry_still_serves_the_waiter() {
         tokio::spawn(async move { lock.acquire().await })
     };
     settle().await;
-    store.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::LoseResponse);
+    next_write(&store, Fault::Panic);
     let out = guard.release().await;
     assert!(is_internal_release(&out), "{out:?}");
     assert_eq!(store.injected_by_kind().panic, 1, "the retry did not panic");
@@ -140,12 +136,10 @@ async fn a_handover_applied_then_a_panicking_retry_still_serves_the_waiter() {
 /// another acquire at once.
 #[tokio::test(start_paused = true)]
 async fn a_release_applied_then_a_panicking_retry_leaves_the_lock_free() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, _clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
-    store.inject(Some(Op::Write), None, Fault::LoseResponse, Some(1));
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::LoseResponse);
+    next_write(&store, Fault::Panic);
     let out = guard.release().await;
     assert!(is_internal_release(&out), "{out:?}");
     assert!(mem.get("x").unwrap().released);
@@ -187,7 +181,7 @@ async fn a_panicking_grant_serves_the_queued_process_and_the_local_waiter() {
     assert!(!mem.get("x").unwrap().queue.is_empty(), "b did not queue");
     let local = spawn(a.create_lock("x"), "a");
     settle().await;
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     let out = guard.release().await;
     assert!(is_internal_release(&out), "{out:?}");
     for t in [remote, local] {
@@ -206,9 +200,7 @@ async fn a_panicking_grant_serves_the_queued_process_and_the_local_waiter() {
 /// the guard's own release then says the client shut down under it.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_shutdown_release_is_reported_failed() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let held = c.create_lock("x").acquire().await.unwrap();
     let fine = c.create_lock("y").acquire().await.unwrap();
     store.inject(Some(Op::Write), Some("x"), Fault::Panic, Some(1));
@@ -242,12 +234,10 @@ async fn a_panicking_shutdown_release_is_reported_failed() {
 /// lock once the lease ran out, with a higher token.
 #[tokio::test(start_paused = true)]
 async fn a_dropped_guard_whose_release_panics_does_not_wedge_the_lock() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (_mem, clock, store, c) = faulty_client("a");
     let guard = c.create_lock("x").acquire().await.unwrap();
     let t0 = guard.fencing_token().get();
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     drop(guard);
     settle().await;
     assert_eq!(store.injected_by_kind().panic, 1);
@@ -342,7 +332,7 @@ async fn a_panic_in_a_semaphore_release_spares_the_name_and_its_other_permits() 
     let sem = a.semaphore("s", 2);
     let first = sem.acquire().await.unwrap();
     let second = sem.acquire().await.unwrap();
-    store.inject(Some(Op::Write), None, Fault::Panic, Some(1));
+    next_write(&store, Fault::Panic);
     let out = first.release().await;
     assert_eq!(store.injected_by_kind().panic, 1, "no store call panicked");
     assert!(
@@ -657,9 +647,7 @@ fn acquire_timeout_on_a_client_whose_runtime_is_gone_is_an_error() {
 /// taken again (the panicking one once its lease ran out).
 #[tokio::test(start_paused = true)]
 async fn a_multi_guard_release_with_one_panicking_lock() {
-    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
-    let store = faulty(mem.clone(), &clock);
-    let c = client(store.clone(), &clock, "a");
+    let (mem, clock, store, c) = faulty_client("a");
     let m = c.multi_lock(["p", "q"]).acquire().await.unwrap();
     store.inject(Some(Op::Write), Some("q"), Fault::Panic, Some(1));
     let out = m.release().await;

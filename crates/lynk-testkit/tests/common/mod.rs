@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lynk_core::{FencingToken, LockBackend, LockClient, LockClientBuilder, LockRecord, Version};
-use lynk_testkit::{FaultyBackend, TestClock};
+use lynk_testkit::{Fault, FaultyBackend, MemoryBackend, Op, TestClock};
 
 /// A client builder on `clock` with host `host`, default lease `lease` and a
 /// fixed jitter seed, so a test replays exactly.
@@ -29,6 +29,29 @@ pub fn builder(
 /// `b` with fault injection whose delays run on `clock`.
 pub fn faulty<B: LockBackend>(inner: B, clock: &TestClock) -> FaultyBackend<B> {
     FaultyBackend::new(inner).with_clock(Arc::new(clock.clone()))
+}
+
+/// An in-memory store, a test clock, the store behind fault injection, and
+/// a client `host` on that (default lease 20 s, jitter seed 7).
+pub fn faulty_client(
+    host: &str,
+) -> (
+    MemoryBackend,
+    TestClock,
+    FaultyBackend<MemoryBackend>,
+    LockClient,
+) {
+    let (mem, clock) = (MemoryBackend::new(), TestClock::new());
+    let store = faulty(mem.clone(), &clock);
+    let client = builder(store.clone(), &clock, host, Duration::from_secs(20), 7)
+        .build()
+        .expect("a valid test client");
+    (mem, clock, store, client)
+}
+
+/// The next write, of any lock, meets `fault`.
+pub fn next_write<B: LockBackend>(store: &FaultyBackend<B>, fault: Fault) {
+    store.inject(Some(Op::Write), None, fault, Some(1));
 }
 
 /// A stored record, as another client (or an operator) would leave it.
