@@ -777,13 +777,9 @@ mod tests {
         }
     }
 
-    /// The exact texts of an uncontended acquire and release (captured
-    /// from the SDK before the placeholders were rebuilt for speed; since
-    /// then only the `#` of the names is gone, lynk's default names being
-    /// spelled as they are): a change here is a change of the protocol.
-    #[test]
-    fn acquire_and_release_texts_are_stable() {
-        let mut request = WriteRequest {
+    /// The write of an uncontended acquire of lock `L`.
+    fn uncontended_acquire() -> WriteRequest {
+        WriteRequest {
             key: "L".into(),
             condition: Condition::Vacant,
             version: Version::random(),
@@ -795,7 +791,16 @@ mod tests {
             queue: QueueUpdate::Keep,
             granted_to: None,
             holder_detail: Some("pid 1".into()),
-        };
+        }
+    }
+
+    /// The exact texts of an uncontended acquire and release (captured
+    /// from the SDK before the placeholders were rebuilt for speed; since
+    /// then only the `#` of the names is gone, lynk's default names being
+    /// spelled as they are): a change here is a change of the protocol.
+    #[test]
+    fn acquire_and_release_texts_are_stable() {
+        let mut request = uncontended_acquire();
         let mut acquire = write_expressions(&TableLayout::default(), &request, 1);
         assert_eq!(
             acquire.update.as_deref(),
@@ -840,17 +845,8 @@ mod tests {
             .partition_key("PK")
             .attribute(crate::layout::LynkAttribute::ExpiresAt, "ttl");
         let request = WriteRequest {
-            key: "L".into(),
-            condition: Condition::Vacant,
-            version: Version::random(),
-            lease_duration: Duration::from_secs(20),
-            host: "h".into(),
-            token: TokenUpdate::Next { initial: 7 },
-            payload: None,
-            released: false,
-            queue: QueueUpdate::Keep,
-            granted_to: None,
             holder_detail: None,
+            ..uncontended_acquire()
         };
         let mut acquire = write_expressions(&layout, &request, 1);
         let update = acquire.update.clone().unwrap();

@@ -317,6 +317,13 @@ impl Releasing<'_> {
     /// popped waiter goes back to the head, and handover writes of unknown
     /// outcome are remembered as the process's own.
     fn fail(mut self, error: LockError) -> Result<(), LockError> {
+        self.free_slot();
+        Err(error)
+    }
+
+    /// Clears the lease as the slot's holder, putting a popped waiter back
+    /// with this release's handover writes as the process's own.
+    fn free_slot(&mut self) {
         let waiter = self.waiter.take();
         let own = if waiter.is_some() {
             std::mem::take(&mut self.mine)
@@ -324,7 +331,6 @@ impl Releasing<'_> {
             OwnWrites::default()
         };
         self.engine.clear_holder(self.lease, waiter, &own);
-        Err(error)
     }
 }
 
@@ -337,13 +343,7 @@ impl Drop for Releasing<'_> {
         if !std::thread::panicking() {
             return;
         }
-        let waiter = self.waiter.take();
-        let own = if waiter.is_some() {
-            std::mem::take(&mut self.mine)
-        } else {
-            OwnWrites::default()
-        };
-        self.engine.clear_holder(self.lease, waiter, &own);
+        self.free_slot();
         self.lease.finish_release(Err(LockError::Internal {
             name: self.lease.name.clone(),
             during: "release",
