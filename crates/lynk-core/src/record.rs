@@ -18,7 +18,16 @@ pub struct Version(String);
 impl Version {
     /// A new random version (a UUID v4 in hyphenated form, as the original writes).
     pub fn random() -> Self {
-        Version(uuid::Uuid::new_v4().hyphenated().to_string())
+        // A version 4 UUID from the thread's cryptographically strong
+        // generator (`rand::thread_rng`, seeded from the OS once), not from
+        // `Uuid::new_v4`, which asks the OS (a system call) for every one.
+        let bytes: [u8; 16] = rand::random();
+        Version(
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        )
     }
 
     /// Wraps a version read from a store. Any non-empty string is accepted,
@@ -190,6 +199,26 @@ impl WaitQueue {
         WaitQueue {
             revision: Some(Version::random()),
             entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Version;
+
+    /// `Version::random` is a hyphenated UUID of version 4 (random), RFC 4122
+    /// variant, as the original writes, and two are never alike.
+    #[test]
+    fn random_versions_are_uuid_v4() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let v = Version::random();
+            let u = uuid::Uuid::parse_str(v.as_str()).expect("a UUID");
+            assert_eq!(u.get_version_num(), 4, "{v:?}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{v:?}");
+            assert_eq!(v.as_str(), u.hyphenated().to_string());
+            assert!(seen.insert(v), "a version repeated");
         }
     }
 }

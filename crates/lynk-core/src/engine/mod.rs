@@ -80,6 +80,9 @@ pub(crate) struct Engine {
     wake_address: Option<String>,
     /// Stops the wake-up listener when the engine goes.
     wake_stop: CancellationToken,
+    /// [`ClientConfig::holder_detail`], made once (it asks the OS for the
+    /// process id).
+    pub(crate) holder_detail: String,
 }
 
 impl Drop for Engine {
@@ -138,6 +141,7 @@ impl Engine {
             },
             wake_limiter: limiter,
             wake_stop: CancellationToken::new(),
+            holder_detail: config.holder_detail(),
             backend,
             clock,
             config,

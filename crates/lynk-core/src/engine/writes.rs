@@ -108,7 +108,7 @@ impl Engine {
             released,
             queue: QueueUpdate::Keep,
             granted_to: None,
-            holder_detail: Some(self.config.holder_detail()),
+            holder_detail: Some(self.holder_detail.clone()),
         };
         Outgoing {
             request,

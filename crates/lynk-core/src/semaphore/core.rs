@@ -685,7 +685,7 @@ impl Task {
             released: table.held.is_empty(),
             queue: QueueUpdate::Keep,
             granted_to: None,
-            holder_detail: Some(config.holder_detail()),
+            holder_detail: Some(self.engine.holder_detail.clone()),
         };
         Some(Plan { request })
     }
