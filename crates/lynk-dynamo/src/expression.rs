@@ -9,24 +9,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-/// Attribute names an expression may spell as they are: lynk's default
-/// names, none of them a DynamoDB reserved word (every request of the
-/// test suites sends them so, and DynamoDB, dynalite and moto reject a
-/// reserved word). Any other name (a table layout's) gets a placeholder.
-const SPELLED_AS_IS: [&str; 12] = [
-    crate::item::LOCK_KEY,
-    crate::item::LEASE_DURATION,
-    crate::item::VERSION_NUMBER,
-    crate::item::HOST_IDENTIFIER,
-    crate::item::FENCING_TOKEN,
-    crate::item::PAYLOAD,
-    crate::item::RELEASED,
-    crate::item::EXPIRES_AT,
-    crate::item::WAIT_QUEUE,
-    crate::item::QUEUE_REVISION,
-    crate::item::GRANTED_TO,
-    crate::item::HOLDER_DETAIL,
-];
+/// Whether an expression may spell attribute `attr` as it is: lynk's
+/// default names are none of them a DynamoDB reserved word (every request
+/// of the test suites sends them so, and DynamoDB, dynalite and moto reject
+/// a reserved word). Any other name (a table layout's) gets a placeholder.
+fn spelled_as_is(attr: &str) -> bool {
+    attr == crate::item::LOCK_KEY || crate::LynkAttribute::from_default_name(attr).is_some()
+}
 
 /// Collects `#name` and `:value` placeholders for one request, writing
 /// them into the expression texts as it goes.
@@ -65,7 +54,7 @@ impl Placeholders {
     /// `lynk-token` or `a.b`, which a placeholder cannot spell). One
     /// attribute, one placeholder.
     pub(crate) fn put_name(&mut self, out: &mut String, attr: &str) {
-        if SPELLED_AS_IS.contains(&attr) {
+        if spelled_as_is(attr) {
             out.push_str(attr);
             return;
         }

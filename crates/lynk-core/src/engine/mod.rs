@@ -207,11 +207,11 @@ impl Engine {
     /// Completes at `deadline` on the client's clock, for a caller's own
     /// wait (an acquire's time limit): `true` then, or `false` at once if
     /// the client's runtime is gone or going (its heartbeat task gone, or
-    /// its timers refusing new ones). The
-    /// clock's sleep is made and polled inside the client's runtime, so a
-    /// caller on another runtime (one without timers, say) or on no tokio
-    /// runtime at all can wait with any [`Clock`], timed in its own task
-    /// (no task hop between the deadline and the caller).
+    /// its timers refusing new ones). The clock's sleep is made and polled
+    /// inside the client's runtime, so a caller on another runtime (one
+    /// without timers, say) or on no tokio runtime at all can wait with any
+    /// [`Clock`], timed in its own task (no task hop between the deadline
+    /// and the caller).
     pub(crate) fn caller_deadline(
         &self,
         deadline: Instant,

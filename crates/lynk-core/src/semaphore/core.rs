@@ -64,12 +64,11 @@ impl SemaphoreCore {
     /// Starts the task for `name` on the engine's runtime.
     pub(crate) fn start(engine: Arc<Engine>, name: String) -> Arc<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let runtime = engine.clone();
-        let task = Task::new(engine, name, rx);
+        let task = Task::new(engine.clone(), name, rx);
         // Not one of the engine's tracked tasks: it lives as long as a
         // permit or a waiter of this name, and the client's shutdown stops
         // it before the engine's.
-        drop(runtime.spawn_untracked(task.run()));
+        drop(engine.spawn_untracked(task.run()));
         Arc::new(SemaphoreCore { tx })
     }
 
