@@ -32,8 +32,8 @@ import sys
 import tempfile
 
 IMPS = {
-    "moto": ["lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease"],
-    "dynalite": ["lynk", "floor-lynk", "floor-dynamodb-lease"],
+    "moto": ["lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease", "floor-minimal-fenced"],
+    "dynalite": ["lynk", "floor-lynk", "floor-dynamodb-lease", "floor-minimal-fenced"],
 }
 SOFT_SHA = "sha2::sha256::soft"
 
@@ -104,7 +104,13 @@ def main():
                      ("lynk", "floor-dynamodb-lease", "floor_lynk_vs_peer_floor_instr_cycle",
                       "lynk : the bare SDK sending dynamodb-lease's requests"),
                      ("floor-lynk", "floor-dynamodb-lease", "floor_floors_instr_cycle",
-                      "lynk's requests : dynamodb-lease's requests, both on the bare SDK")]
+                      "lynk's requests : dynamodb-lease's requests, both on the bare SDK"),
+                     ("floor-minimal-fenced", "dynamodb-lease", "floor_minimal_vs_peer_instr_cycle",
+                      "the least requests a fenced, Python-compatible record needs (bare SDK) : dynamodb-lease"),
+                     ("floor-minimal-fenced", "floor-dynamodb-lease", "floor_minimal_vs_peer_floor_instr_cycle",
+                      "the least requests a fenced, Python-compatible record needs : dynamodb-lease's, both bare SDK"),
+                     ("floor-lynk", "floor-minimal-fenced", "floor_lynk_vs_minimal_instr_cycle",
+                      "lynk's requests : the least a fenced, Python-compatible record needs, both bare SDK")]
             for a, b, metric, note in pairs:
                 if (a, server) in figures and (b, server) in figures:
                     (ta, na), (tb, nb) = figures[(a, server)], figures[(b, server)]

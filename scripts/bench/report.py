@@ -210,12 +210,14 @@ def floor_section(data):
             ("lynk : dynamodb-lease's floor, CPU per cycle", g("lynk", server, "floor_lynk_vs_peer_floor_cpu_cycle"), None),
             ("candidate ReturnValues=NONE : lynk's floor, CPU", g("floor-lynk-return-none", server, "floor_ratio_cpu_cycle"), None),
             ("per-request customize() : lynk's floor, CPU", g("floor-lynk-customize", server, "floor_ratio_cpu_cycle"), None),
+            ("least fenced requests : dynamodb-lease, CPU", g("floor-minimal-fenced", server, "floor_minimal_vs_peer_cpu_cycle"), None),
+            ("least fenced requests : dynamodb-lease's floor", g("floor-minimal-fenced", server, "floor_minimal_vs_peer_floor_cpu_cycle"), None),
         ]
         for label, v, want in rows:
             if v is None:
                 continue
             print("  %-9s %-48s %6.3fx  %s" % (server, label, v, verdict(v, want)))
-        for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease"):
+        for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease", "floor-minimal-fenced"):
             c, w = g(imp, server, "floor_cpu_us_per_cycle"), g(imp, server, "floor_wall_us_per_cycle")
             if c is not None:
                 print("  %-9s   %-46s %8.0f us CPU  %8.0f us elapsed per cycle" % (server, imp, c, w))
@@ -231,7 +233,7 @@ def instructions_section(data):
     print("Instructions per uncontended cycle (callgrind: repeatable; 'no SHA' leaves out SigV4's SHA-256,")
     print("which valgrind runs in software and real CPUs in hardware):")
     for server in ("moto", "dynalite"):
-        for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease"):
+        for imp in ("lynk", "floor-lynk", "dynamodb-lease", "floor-dynamodb-lease", "floor-minimal-fenced"):
             t, n = g(imp, server, "floor_instr_per_cycle"), g(imp, server, "floor_instr_per_cycle_nosha")
             if t is not None:
                 print("  %-9s   %-46s %10.0f  (no SHA %10.0f)" % (server, imp, t, n))
@@ -241,6 +243,9 @@ def instructions_section(data):
             ("lynk : dynamodb-lease", "lynk", "floor_lynk_vs_peer_instr_cycle", 1.0),
             ("lynk : dynamodb-lease's floor", "lynk", "floor_lynk_vs_peer_floor_instr_cycle", None),
             ("lynk's requests : dynamodb-lease's (both bare SDK)", "floor-lynk", "floor_floors_instr_cycle", None),
+            ("least fenced requests (bare SDK) : dynamodb-lease", "floor-minimal-fenced", "floor_minimal_vs_peer_instr_cycle", None),
+            ("least fenced requests : dynamodb-lease's (both bare SDK)", "floor-minimal-fenced", "floor_minimal_vs_peer_floor_instr_cycle", None),
+            ("lynk's requests : the least fenced ones (both bare SDK)", "floor-lynk", "floor_lynk_vs_minimal_instr_cycle", None),
         ]
         for label, imp, metric, want in rows:
             for sfx, what in (("", ""), ("_nosha", ", no SHA")):

@@ -337,6 +337,66 @@ impl Batch for PeerFloorCycles {
     }
 }
 
+/// A lower bound for any client that keeps lynk's promises of the record:
+/// the least a cycle must send for Python-compatible fields (`versionNumber`,
+/// `leaseDuration`, `hostIdentifier`), a fencing token that only goes up
+/// (so the record outlives the release and the acquire must learn the token)
+/// and a release that waiters see at once (a flag, not a lease to sit out).
+/// No holder detail, no TTL, no check that the item is a lock record, no
+/// payload or queue: lynk's requests carry all of those. Acquire: `UpdateItem`
+/// with `ADD fencingToken :one` and `ReturnValues=UPDATED_NEW`, the token read
+/// back; release: `SET released` on the version.
+struct MinimalFencedCycles {
+    sdk: aws_sdk_dynamodb::Client,
+    table: String,
+    key: HashMap<String, AttributeValue>,
+}
+
+#[async_trait::async_trait]
+impl Batch for MinimalFencedCycles {
+    async fn run(&mut self, n: u64) {
+        for _ in 0..n {
+            let v = uuid::Uuid::new_v4().to_string();
+            let out = self
+                .sdk
+                .update_item()
+                .table_name(self.table.as_str())
+                .set_key(Some(self.key.clone()))
+                .update_expression(
+                    "SET versionNumber = :v, leaseDuration = :l, hostIdentifier = :h \
+                     REMOVE released ADD fencingToken :one",
+                )
+                .condition_expression("attribute_not_exists(lockKey) OR attribute_exists(released)")
+                .expression_attribute_values(":v", AttributeValue::S(v.clone()))
+                .expression_attribute_values(":l", AttributeValue::N("20".into()))
+                .expression_attribute_values(":h", AttributeValue::S("bench".into()))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await
+                .expect("minimal acquire");
+            let token = out
+                .attributes()
+                .and_then(|a| a.get("fencingToken"))
+                .and_then(|t| t.as_n().ok())
+                .and_then(|t| t.parse::<u64>().ok())
+                .expect("minimal acquire: the token back");
+            std::hint::black_box(token);
+            self.sdk
+                .update_item()
+                .table_name(self.table.as_str())
+                .set_key(Some(self.key.clone()))
+                .update_expression("SET released = :t")
+                .condition_expression("versionNumber = :e")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":e", AttributeValue::S(v))
+                .send()
+                .await
+                .expect("minimal release");
+        }
+    }
+}
+
 /// Totals of one implementation over all rounds.
 #[derive(Default, Clone, Copy)]
 struct Totals {
@@ -434,6 +494,15 @@ pub async fn run(
                 sdk: sdk(),
                 req: req.clone(),
                 key: key_of("floor-bare-none"),
+            }),
+        ),
+        (
+            "floor-minimal-fenced",
+            "cycle",
+            Box::new(MinimalFencedCycles {
+                sdk: sdk(),
+                table: env.table.clone(),
+                key: key_of("floor-minimal"),
             }),
         ),
         (
@@ -597,6 +666,32 @@ pub async fn run(
             "x",
             "lynk : the bare SDK sending dynamodb-lease's requests, client CPU per uncontended cycle",
         );
+    }
+    // The least a fenced, Python-compatible record needs, sent by the bare
+    // SDK (no client work at all), against dynamodb-lease: below 1 only if a
+    // client keeping lynk's promises can be ahead of it.
+    for (peer, metric, note) in [
+        (
+            "dynamodb-lease",
+            "floor_minimal_vs_peer_cpu_cycle",
+            "the least requests a fenced, Python-compatible record needs (bare SDK) : dynamodb-lease, client CPU per cycle",
+        ),
+        (
+            "floor-dynamodb-lease",
+            "floor_minimal_vs_peer_floor_cpu_cycle",
+            "the least requests a fenced, Python-compatible record needs : dynamodb-lease's requests, both bare SDK, CPU per cycle",
+        ),
+    ] {
+        if let (Some(m), Some(p)) = (find("floor-minimal-fenced", "cycle"), find(peer, "cycle")) {
+            report.figure(
+                "floor-minimal-fenced",
+                s,
+                metric,
+                m.cpu_us() / p.cpu_us(),
+                "x",
+                note,
+            );
+        }
     }
     if let (Some(l), Some(p)) = (find("lynk", "cycle"), find("dynamodb-lease", "cycle")) {
         report.figure(
