@@ -79,8 +79,9 @@ pub struct ClientConfig {
     /// How long a waiter that a releasing holder granted the lock to (see
     /// [`LockRecord::granted_to`](crate::LockRecord::granted_to)) has to
     /// confirm it with its own write (default 5 s) before the other waiters
-    /// skip it. It is the grant record's lease, at least three poll
-    /// intervals (see [`grant_lease`](ClientConfig::grant_lease)).
+    /// skip it. It is the grant record's lease, at least three of the
+    /// grantee's poll intervals, which its queue entry carries (see
+    /// [`grant_lease_for`](ClientConfig::grant_lease_for)).
     pub grant_timeout: Duration,
     /// Wake-up datagrams (off by default): listen on an address advertised
     /// in the store's wait queue, so a releasing holder can tell this client
@@ -352,12 +353,24 @@ impl ClientConfig {
             .max(Duration::from_millis(1))
     }
 
-    /// The lease of a grant record: [`grant_timeout`](ClientConfig::grant_timeout),
-    /// but at least three poll intervals, so a live waiter polling at its
-    /// slowest still sees the grant in time.
+    /// The lease of a grant record to a waiter polling at this client's own
+    /// [`poll_interval`](ClientConfig::poll_interval): `grant_lease_for(None)`.
     pub fn grant_lease(&self) -> Duration {
+        self.grant_lease_for(None)
+    }
+
+    /// The lease of a grant record to a waiter whose queue entry says it
+    /// polls every `waiter_poll` ([`QueueEntry::poll`](crate::QueueEntry::poll);
+    /// `None`: this client's own poll interval):
+    /// [`grant_timeout`](ClientConfig::grant_timeout), but at least three of
+    /// the waiter's poll intervals, so a live waiter polling at its slowest
+    /// still sees the grant in time; at most [`MAX_LEASE`](crate::MAX_LEASE).
+    ///
+    /// A waiter that polls slowly thus gets long grants: if it has died, the
+    /// lock stays granted to it (nobody holds it) for three of its polls.
+    pub fn grant_lease_for(&self, waiter_poll: Option<Duration>) -> Duration {
         self.grant_timeout
-            .max(self.poll_interval.saturating_mul(3))
+            .max(waiter_poll.unwrap_or(self.poll_interval).saturating_mul(3))
             .min(MAX_LEASE)
     }
 
@@ -454,4 +467,33 @@ pub(crate) fn validate_payload(payload: &[u8]) -> Result<(), LockError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_lasts_three_of_the_grantees_polls() {
+        let config = ClientConfig::default(); // grant 5 s, poll 1.5 s
+        let s = Duration::from_secs;
+        assert_eq!(config.grant_lease_for(None), s(5));
+        assert_eq!(config.grant_lease(), s(5));
+        // A waiter polling every 60 s gets 3 minutes; one polling every
+        // 100 ms still gets grant_timeout.
+        assert_eq!(config.grant_lease_for(Some(s(60))), s(180));
+        assert_eq!(
+            config.grant_lease_for(Some(Duration::from_millis(100))),
+            s(5)
+        );
+        // Without the waiter's poll: this client's own.
+        let slow = ClientConfig {
+            poll_interval: s(10),
+            ..ClientConfig::default()
+        };
+        assert_eq!(slow.grant_lease_for(None), s(30));
+        // Never past MAX_LEASE, whatever an entry says.
+        assert_eq!(config.grant_lease_for(Some(MAX_LEASE)), MAX_LEASE);
+        assert_eq!(config.grant_lease_for(Some(Duration::MAX)), MAX_LEASE);
+    }
 }

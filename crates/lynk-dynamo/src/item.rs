@@ -14,7 +14,7 @@
 //! | `payload`        | B    | the holder's payload, if any                         |
 //! | `released`       | BOOL | present (and `true`) only on released records        |
 //! | `expiresAt`      | N    | epoch seconds after which DynamoDB's TTL may delete  |
-//! | `waitQueue`      | L    | waiters of other processes, in order: each an M of `id` S, `host` S, optional `wake` S; absent when empty |
+//! | `waitQueue`      | L    | waiters of other processes, in order: each an M of `id` S, `host` S, optional `wake` S, optional `pollMs` N (the waiter's poll interval, whole milliseconds); absent when empty |
 //! | `queueRevision`  | S    | a fresh UUID on every write of the queue             |
 //! | `grantedTo`      | S    | the queue entry id a release handed the lock to      |
 //!
@@ -78,6 +78,9 @@ const ENTRY_ID: &str = "id";
 const ENTRY_HOST: &str = "host";
 /// In a `waitQueue` entry: the waiter's wake-up address (S, optional).
 const ENTRY_WAKE: &str = "wake";
+/// In a `waitQueue` entry: the waiter's poll interval in whole milliseconds
+/// (N, optional; absent in entries of lynk versions before it).
+const ENTRY_POLL_MS: &str = "pollMs";
 
 /// Why a stored item is not a readable lock record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,10 +292,20 @@ fn queue_entry(value: &AttributeValue) -> Result<QueueEntry, String> {
         Some(_) => Err(format!("has `{name}` that is not a string (S)")),
         None => Ok(None),
     };
+    let poll = match m.get(ENTRY_POLL_MS) {
+        None => None,
+        Some(AttributeValue::N(n)) => {
+            Some(n.parse::<u64>().map(Duration::from_millis).map_err(|_| {
+                format!("has `{ENTRY_POLL_MS}` {n:?} that is not a whole number of milliseconds")
+            })?)
+        }
+        Some(_) => return Err(format!("has `{ENTRY_POLL_MS}` that is not a number (N)")),
+    };
     Ok(QueueEntry {
         id: string(ENTRY_ID)?.ok_or_else(|| format!("has no `{ENTRY_ID}`"))?,
         host: string(ENTRY_HOST)?.ok_or_else(|| format!("has no `{ENTRY_HOST}`"))?,
         wake: string(ENTRY_WAKE)?,
+        poll,
     })
 }
 
@@ -308,6 +321,13 @@ fn queue_value(entries: &[QueueEntry]) -> AttributeValue {
                 ]);
                 if let Some(wake) = &e.wake {
                     m.insert(ENTRY_WAKE.to_owned(), AttributeValue::S(wake.clone()));
+                }
+                if let Some(poll) = e.poll {
+                    m.insert(
+                        ENTRY_POLL_MS.to_owned(),
+                        // Rounded up: a grant must not be shorter than the poll.
+                        AttributeValue::N(poll.as_nanos().div_ceil(1_000_000).to_string()),
+                    );
                 }
                 AttributeValue::M(m)
             })
@@ -600,6 +620,9 @@ mod tests {
             id: id.into(),
             host: format!("host-{id}"),
             wake: wake.map(str::to_owned),
+            // Entries with a wake-up address also say how they poll; the
+            // others are like entries of lynk versions before `pollMs`.
+            poll: wake.map(|_| Duration::from_millis(1500)),
         }
     }
 
@@ -614,6 +637,52 @@ mod tests {
         assert_eq!(r.queue.entries, entries);
         assert_eq!(r.queue.revision, Some(Version::from_string("r1")));
         assert_eq!(r.granted_to.as_deref(), Some("a"));
+    }
+
+    /// `pollMs` is whole milliseconds rounded up (a grant lasts three of
+    /// them: rounding down would shorten it), and reads back as written.
+    #[test]
+    fn queue_entry_poll_is_whole_milliseconds_rounded_up() {
+        let mut e = entry("a", None);
+        e.poll = Some(Duration::from_micros(1_500_001));
+        let AttributeValue::L(list) = queue_value(std::slice::from_ref(&e)) else {
+            unreachable!()
+        };
+        let AttributeValue::M(m) = &list[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            m.get(ENTRY_POLL_MS),
+            Some(&AttributeValue::N("1501".into()))
+        );
+        let back = queue_entry(&list[0]).unwrap();
+        assert_eq!(back.poll, Some(Duration::from_millis(1501)));
+        // An entry of an older lynk has none.
+        assert_eq!(
+            queue_entry(&queue_value(&[entry("b", None)]).as_l().unwrap()[0])
+                .unwrap()
+                .poll,
+            None
+        );
+        for (value, expected) in [
+            (
+                AttributeValue::N("1.5".into()),
+                "`pollMs` \"1.5\" that is not a whole number",
+            ),
+            (
+                AttributeValue::N("-1".into()),
+                "`pollMs` \"-1\" that is not a whole number",
+            ),
+            (
+                AttributeValue::S("1500".into()),
+                "`pollMs` that is not a number (N)",
+            ),
+        ] {
+            let mut m = m.clone();
+            m.insert(ENTRY_POLL_MS.to_owned(), value);
+            let why = queue_entry(&AttributeValue::M(m)).unwrap_err();
+            assert!(why.contains(expected), "{why}");
+        }
     }
 
     #[test]

@@ -302,6 +302,7 @@ async fn python_takeover_drops_the_queue_and_grant() {
         id: "waiter".into(),
         host: "rust-waiter".into(),
         wake: Some("127.0.0.1:9".into()),
+        poll: Some(std::time::Duration::from_millis(1500)),
     });
     let granted = backend
         .write(WriteRequest {

@@ -723,6 +723,7 @@ async fn observers_see_no_leader_while_leadership_is_granted() {
         id: "dead-candidate".into(),
         host: "ghost".into(),
         wake: None,
+        poll: None,
     });
     store.put_raw(record);
     first.resign().await.unwrap();

@@ -123,6 +123,7 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         id: uuid::Uuid::new_v4().hyphenated().to_string(),
         host: engine.config.host_identifier.clone(),
         wake: engine.wake_address(),
+        poll: Some(engine.config.poll_interval),
     });
     let engine_now = engine.clock.now();
     let mut acquirer = Acquirer {

@@ -159,7 +159,7 @@ impl Engine {
             name,
             condition,
             TokenUpdate::Keep,
-            self.config.grant_lease(),
+            self.config.grant_lease_for(to.poll),
             None,
             false,
         );

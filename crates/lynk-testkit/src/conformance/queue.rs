@@ -18,6 +18,7 @@ fn entry(id: &str, wake: Option<&str>) -> QueueEntry {
         id: id.to_owned(),
         host: format!("waiter-{id}"),
         wake: wake.map(str::to_owned),
+        poll: wake.map(|_| std::time::Duration::from_millis(60_000)),
     }
 }
 
@@ -251,6 +252,7 @@ pub(super) async fn queue_entries_round_trip(ctx: &Ctx) -> Result<(), String> {
             id: "h\u{e9}-fourth".to_owned(),
             host: "host-\u{e9} \u{1f512}".to_owned(),
             wake: None,
+            poll: Some(std::time::Duration::from_millis(1)),
         },
     ];
     let req = QueueRequest {
