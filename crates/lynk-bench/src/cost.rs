@@ -269,11 +269,15 @@ fn item_bytes(record: &LockRecord) -> u64 {
     bytes
 }
 
-/// One queue entry in the `waitQueue` list: a map of `id`, `host` and `wake`.
+/// One queue entry in the `waitQueue` list: a map of `id`, `host`, `wake`
+/// and `pollMs`.
 fn queue_entry_bytes(e: &lynk_core::QueueEntry) -> u64 {
     let field = |name: &str, value: &str| (name.len() + value.len()) as u64 + 1;
     let wake = e.wake.as_deref().map_or(0, |w| field("wake", w));
-    1 + 3 + field("id", &e.id) + field("host", &e.host) + wake
+    let poll = e.poll.map_or(0, |p| {
+        "pollMs".len() as u64 + number_bytes(&p.as_millis().to_string()) + 1
+    });
+    1 + 3 + field("id", &e.id) + field("host", &e.host) + wake + poll
 }
 
 /// Units of one request on an item of `bytes` bytes.

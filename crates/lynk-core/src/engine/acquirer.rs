@@ -225,10 +225,20 @@ impl Acquirer {
     /// answer is the record, as a read's would be.
     async fn enqueue(&mut self, by: Instant) -> Result<Option<LockRecord>, BackendError> {
         let engine = self.engine.clone();
-        let (Some(seen), Some(entry)) = (self.last.clone(), self.entry.clone()) else {
+        let Some(seen) = self.last.clone() else {
             return engine.read_by(&self.name, by).await;
         };
-        let request = engine.queue_request(&seen, seen.queue.with(entry));
+        let Some(entry) = self.entry.as_mut() else {
+            return engine.read_by(&self.name, by).await;
+        };
+        // The entry says how often we read while queued: the poll interval
+        // for the lease we see now (what we poll at anyway). Our sleeps are
+        // capped at it (plus jitter) while we wait (`queued_gap`), so a grant
+        // of three of them finds us reading, and a grant to us if we die
+        // lasts no longer than this lock's polls, whatever our configured
+        // interval.
+        entry.poll = Some(advertised_poll(&engine, seen.lease_duration));
+        let request = engine.queue_request(&seen, seen.queue.with(entry.clone()));
         match engine.write_queue_by(request, by).await {
             Ok(record) => {
                 self.queue_conflicts = 0;
@@ -408,6 +418,7 @@ impl Acquirer {
         // section it is for.
         let steady = gap >= engine.config.poll_interval_for(o.lease);
         let gap = if steady { engine.jitter(gap) } else { gap };
+        let gap = self.queued_gap(gap);
         let poll_at = (self.sent + gap).max(now);
         let until = match o.takeover_at(&engine) {
             Some(takeover_at) if takeover_at <= poll_at => takeover_at,
@@ -418,6 +429,18 @@ impl Acquirer {
         // over only once it is due.
         self.next = self.retry_or_read();
         true
+    }
+
+    /// `gap` (jittered), but at most the poll interval our queue entry
+    /// advertises with its largest jitter: a grant to us lasts three of
+    /// those intervals, so no sleep of ours (a poll behind a holder with a
+    /// longer lease than the one we queued on, a backoff after store errors)
+    /// may outlast it. A jittered poll at the advertised interval is not cut.
+    fn queued_gap(&self, gap: Duration) -> Duration {
+        match self.entry.as_ref().and_then(|e| e.poll) {
+            Some(poll) => gap.min(poll.mul_f64(super::MAX_JITTER)),
+            None => gap,
+        }
     }
 
     /// Whether `r` grants the lock to this process's queue entry.
@@ -444,7 +467,7 @@ impl Acquirer {
         engine.slots.note(&self.name, None, Some(&e));
         let error = LockError::from_backend(&self.name, "acquire", e);
         engine.slots.answer_tries(&self.name, Some(&error));
-        let until = engine.clock.now() + engine.jitter(self.backoff);
+        let until = engine.clock.now() + self.queued_gap(engine.jitter(self.backoff));
         sleep_or_wake(&engine, &self.wake, until).await;
         self.backoff = (self.backoff * 2).min(engine.config.max_backoff);
         self.next = match self.observed {
@@ -592,6 +615,18 @@ fn fresh(engine: &Engine, sent: Instant, record: &LockRecord) -> bool {
 /// handed to that waiter as it is.
 fn made_for(r: &LockRecord, spec: &AcquireSpec) -> bool {
     r.lease_duration == spec.lease && r.payload == spec.payload
+}
+
+/// The poll interval a queue entry advertises, queued on a record of lease
+/// `lease`: [`ClientConfig::poll_interval_for`](crate::ClientConfig::poll_interval_for)
+/// that lease (the configured interval for a lease of zero, which says
+/// nothing about how long anyone holds).
+fn advertised_poll(engine: &Engine, lease: Duration) -> Duration {
+    if lease.is_zero() {
+        engine.config.poll_interval
+    } else {
+        engine.config.poll_interval_for(lease)
+    }
 }
 
 /// Sleeps until `until`, or until woken (a `try_acquire` waiter arrived, or

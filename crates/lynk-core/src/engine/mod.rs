@@ -51,6 +51,9 @@ use crate::{ClientConfig, Clock, FencingToken, LockBackend, LockError, LockRecor
 use keeper::KeeperCommand;
 use slots::{AcquirerStart, Enqueued, Slots, Waiter};
 use token_floor::TokenFloor;
+
+/// The most [`Engine::jitter`] stretches a gap by (exclusive): 20 %.
+pub(crate) const MAX_JITTER: f64 = 1.2;
 use writes::OwnWrites;
 
 /// The engine of one client.
@@ -181,7 +184,7 @@ impl Engine {
             .rng
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .gen_range(1.0..1.2);
+            .gen_range(1.0..MAX_JITTER);
         base.mul_f64(factor)
     }
 
