@@ -20,38 +20,14 @@ use tokio::task::JoinHandle;
 
 mod common;
 use common::monitor::Monitor;
+use common::{ms, process_with, secs};
 
 const NAME: &str = "job";
 const LEASE: Duration = Duration::from_secs(10);
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 /// A process: a client with its own host name and jitter seed.
 fn process(b: impl LockBackend, clock: &TestClock, host: &str, seed: u64) -> LockClient {
     common::builder(b, clock, host, LEASE, seed)
-        .build()
-        .expect("valid config")
-}
-
-/// A process with `config` (its clock, host and seed set here).
-fn process_with(
-    b: impl LockBackend,
-    clock: &TestClock,
-    host: &str,
-    seed: u64,
-    config: ClientConfig,
-) -> LockClient {
-    LockClient::builder(b)
-        .config(config)
-        .clock(clock.clone())
-        .host_identifier(host)
-        .jitter_seed(seed)
         .build()
         .expect("valid config")
 }

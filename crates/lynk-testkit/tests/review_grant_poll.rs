@@ -16,41 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lynk_core::{
-    BackendErrorKind, ClientConfig, Clock, LockBackend, LockClient, LockError, LockRecord,
-    QueueEntry, Version, MAX_LEASE,
+    BackendErrorKind, ClientConfig, Clock, LockClient, LockError, LockRecord, QueueEntry, Version,
+    MAX_LEASE,
 };
 use lynk_testkit::{Fault, MemoryBackend, Op, TestClock};
 use tokio::task::JoinHandle;
 
 mod common;
 use common::monitor::Monitor;
+use common::{ms, process_with, secs};
 
 const NAME: &str = "job";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// A process with `config` (its clock, host and seed set here).
-fn process_with(
-    b: impl LockBackend,
-    clock: &TestClock,
-    host: &str,
-    seed: u64,
-    config: ClientConfig,
-) -> LockClient {
-    LockClient::builder(b)
-        .config(config)
-        .clock(clock.clone())
-        .host_identifier(host)
-        .jitter_seed(seed)
-        .build()
-        .expect("valid config")
-}
 
 /// The default configuration with `poll_interval` `poll` and default lease
 /// `lease`.

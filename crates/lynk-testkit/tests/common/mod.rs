@@ -26,6 +26,34 @@ pub fn builder(
         .jitter_seed(seed)
 }
 
+/// A process: a client on `b` with `config`, on `clock`, with host `host`
+/// and jitter seed `seed`.
+pub fn process_with(
+    b: impl LockBackend,
+    clock: &TestClock,
+    host: &str,
+    seed: u64,
+    config: lynk_core::ClientConfig,
+) -> LockClient {
+    LockClient::builder(b)
+        .config(config)
+        .clock(clock.clone())
+        .host_identifier(host)
+        .jitter_seed(seed)
+        .build()
+        .expect("valid config")
+}
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `n` seconds.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
 /// `b` with fault injection whose delays run on `clock`.
 pub fn faulty<B: LockBackend>(inner: B, clock: &TestClock) -> FaultyBackend<B> {
     FaultyBackend::new(inner).with_clock(Arc::new(clock.clone()))
