@@ -150,9 +150,9 @@ pub struct QueueEntry {
     /// How often the waiter reads the record while queued: its
     /// [`poll_interval_for`](crate::ClientConfig::poll_interval_for) the
     /// lease of the record it queued on; while it waits it sleeps no longer
-    /// than this plus its 20 % jitter, backoffs included. A grant to this waiter
-    /// lasts at least three of them, so the waiter sees its grant in time
-    /// however slowly it polls
+    /// than this plus its 20 % jitter, backoffs included. A grant to this
+    /// waiter lasts at least three of them, so the waiter sees its grant in
+    /// time however slowly it polls
     /// ([`ClientConfig::grant_lease_for`](crate::ClientConfig::grant_lease_for)).
     /// `None` for entries written by lynk versions before it: the granter
     /// then assumes its own poll interval.

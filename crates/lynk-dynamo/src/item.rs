@@ -14,7 +14,7 @@
 //! | `payload`        | B    | the holder's payload, if any                         |
 //! | `released`       | BOOL | present (and `true`) only on released records        |
 //! | `expiresAt`      | N    | epoch seconds after which DynamoDB's TTL may delete  |
-//! | `waitQueue`      | L    | waiters of other processes, in order: each an M of `id` S, `host` S, optional `wake` S, optional `pollMs` N (the waiter's poll interval, whole milliseconds); absent when empty |
+//! | `waitQueue`      | L    | waiters of other processes, in order: each an M of `id` S, `host` S, optional `wake` S, optional `pollMs` N (how often the waiter reads while queued, whole milliseconds rounded up); absent when empty |
 //! | `queueRevision`  | S    | a fresh UUID on every write of the queue             |
 //! | `grantedTo`      | S    | the queue entry id a release handed the lock to      |
 //!
@@ -78,8 +78,9 @@ const ENTRY_ID: &str = "id";
 const ENTRY_HOST: &str = "host";
 /// In a `waitQueue` entry: the waiter's wake-up address (S, optional).
 const ENTRY_WAKE: &str = "wake";
-/// In a `waitQueue` entry: the waiter's poll interval in whole milliseconds
-/// (N, optional; absent in entries of lynk versions before it).
+/// In a `waitQueue` entry: how often the waiter reads while queued
+/// ([`QueueEntry::poll`]), whole milliseconds rounded up (N, optional;
+/// absent in entries of lynk versions before it).
 const ENTRY_POLL_MS: &str = "pollMs";
 
 /// Why a stored item is not a readable lock record.

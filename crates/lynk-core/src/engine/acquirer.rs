@@ -123,6 +123,7 @@ pub(crate) async fn run(engine: Arc<Engine>, name: String, seed: OwnWrites) {
         id: uuid::Uuid::new_v4().hyphenated().to_string(),
         host: engine.config.host_identifier.clone(),
         wake: engine.wake_address(),
+        // Until the first enqueue sets the interval for the lease it sees.
         poll: Some(engine.config.poll_interval),
     });
     let engine_now = engine.clock.now();
@@ -225,10 +226,7 @@ impl Acquirer {
     /// answer is the record, as a read's would be.
     async fn enqueue(&mut self, by: Instant) -> Result<Option<LockRecord>, BackendError> {
         let engine = self.engine.clone();
-        let Some(seen) = self.last.clone() else {
-            return engine.read_by(&self.name, by).await;
-        };
-        let Some(entry) = self.entry.as_mut() else {
+        let (Some(seen), Some(entry)) = (self.last.clone(), self.entry.as_mut()) else {
             return engine.read_by(&self.name, by).await;
         };
         // The entry says how often we read while queued: the poll interval

@@ -51,10 +51,10 @@ use crate::{ClientConfig, Clock, FencingToken, LockBackend, LockError, LockRecor
 use keeper::KeeperCommand;
 use slots::{AcquirerStart, Enqueued, Slots, Waiter};
 use token_floor::TokenFloor;
+use writes::OwnWrites;
 
 /// The most [`Engine::jitter`] stretches a gap by (exclusive): 20 %.
 pub(crate) const MAX_JITTER: f64 = 1.2;
-use writes::OwnWrites;
 
 /// The engine of one client.
 pub(crate) struct Engine {
